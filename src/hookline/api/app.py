@@ -1,0 +1,79 @@
+"""create_app(settings): the ASGI app, and the lifespan that owns the store, the sender and,
+under ``hookline serve``, the delivery worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from hookline import __version__
+from hookline.api import errors
+from hookline.api.limits import BodySizeLimit
+from hookline.api.ratelimit import RateLimiter
+from hookline.api.routes import dashboard, events, webhooks
+from hookline.config import Settings
+from hookline.crypto import load_box
+from hookline.delivery.worker import Worker
+from hookline.store import Store
+from hookline.targets import policy_for, sender_for
+
+log = logging.getLogger("hookline")
+
+DESCRIPTION = """Webhook notifications: configure an endpoint, publish events, and hookline
+delivers them signed (HMAC-SHA256), retried (1 s, 5 s, 15 s) and logged.
+
+Authenticate with `Authorization: Bearer <token>` (use the Authorize button)."""
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> FastAPI:
+    """The hookline API. With ``run_worker`` the delivery worker runs inside its lifespan."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(settings, load_box(settings))
+        sender = sender_for(settings)
+        wake = asyncio.Event()
+        app.state.store, app.state.sender, app.state.wake = store, sender, wake
+        worker_task = None
+        worker = None
+        if run_worker:
+            worker = Worker(store, sender, settings, wake=wake)
+            worker_task = asyncio.create_task(worker.run(), name="hookline-worker")
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
+            await sender.close()
+            await store.close()
+
+    app = FastAPI(
+        title="hookline",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.policy = policy_for(settings)
+    app.state.test_limiter = RateLimiter(settings.test_rate_per_minute)
+    errors.install(app)
+    app.add_middleware(
+        BodySizeLimit,
+        default_limit=settings.max_config_body_bytes,
+        limits={"/api/events": settings.max_event_data_bytes + 16 * 1024},
+    )
+    app.include_router(webhooks.router)
+    app.include_router(events.router)
+    app.include_router(dashboard.router)
+
+    @app.get("/healthz", tags=["ops"], include_in_schema=False)
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app

@@ -1,0 +1,46 @@
+"""POST /api/events: the host application publishes an event for a user."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from hookline.api.deps import CurrentAdmin, SettingsDep, StoreDep, WakeDep
+from hookline.api.errors import ApiError, ErrorBody
+from hookline.api.schemas import PublishIn, PublishResponse
+from hookline.events import EventError, check_event
+from hookline.payload import PayloadError, dumps
+
+router = APIRouter(prefix="/api", tags=["events"])
+
+
+@router.post(
+    "/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PublishResponse,
+    responses={
+        400: {"model": ErrorBody, "description": "The body is not a JSON object"},
+        401: {"model": ErrorBody, "description": "Missing, malformed, unknown or revoked token"},
+        403: {"model": ErrorBody, "description": "Not an admin token"},
+        413: {"model": ErrorBody, "description": "`data` is larger than the limit"},
+        422: {"model": ErrorBody, "description": "Unknown event or missing data fields"},
+    },
+)
+async def publish(
+    body: PublishIn, _: CurrentAdmin, store: StoreDep, settings: SettingsDep, wake: WakeDep
+) -> PublishResponse:
+    """Accept an event. When this answers 202, its deliveries are stored and will be sent."""
+    try:
+        check_event(settings.events, body.event, body.data)
+        size = len(dumps(body.data))
+    except EventError as exc:
+        raise ApiError(422, str(exc), exc.fields) from exc
+    except PayloadError as exc:
+        raise ApiError(422, str(exc), {"data": str(exc)}) from exc
+    if size > settings.max_event_data_bytes:
+        raise ApiError(
+            413, f"data is {size} bytes; the limit is {settings.max_event_data_bytes} bytes"
+        )
+    result = await store.publish(body.userId, body.event, body.data)
+    if result.delivery_ids:
+        wake.set()
+    return PublishResponse(deliveryIds=result.delivery_ids, reason=result.reason)

@@ -1,0 +1,331 @@
+"""The guide's /api/webhooks endpoints: configuration, test, logs, stats, secret."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from hookline.api.deps import CurrentUser, PolicyDep, SenderDep, SettingsDep, StoreDep
+from hookline.api.errors import ApiError, ErrorBody
+from hookline.api.ratelimit import RateLimiterDep
+from hookline.api.schemas import (
+    AttemptView,
+    Bucket,
+    ConfigIn,
+    ConfigResponse,
+    ConfigView,
+    EventCounts,
+    LogDetail,
+    LogDetailResponse,
+    LogItem,
+    LogsResponse,
+    MessageResponse,
+    Pagination,
+    RegenerateResponse,
+    SaveConfigResponse,
+    SavedConfig,
+    StatsResponse,
+    TestFailure,
+    TestSuccess,
+    TimeseriesResponse,
+)
+from hookline.delivery.worker import attempt, decide, policy_for
+from hookline.events import TEST_EVENT
+from hookline.store import EndpointRow, NotFound, Status
+from hookline.targets import TargetError, check_target, check_url
+from hookline.timeutil import iso, iso_millis, utcnow
+
+router = APIRouter(prefix="/api/webhooks", tags=["webhooks"])
+
+Responses = dict[int | str, dict[str, Any]]
+
+AUTH_ERRORS: Responses = {
+    401: {"model": ErrorBody, "description": "Missing, malformed, unknown or revoked token"},
+}
+NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No webhook configuration"}}
+INVALID: Responses = {
+    422: {"model": ErrorBody, "description": "Invalid input; `fields` names each problem"}
+}
+BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "The body is not a JSON object"}}
+
+
+def _config_view(endpoint: EndpointRow) -> ConfigView:
+    return ConfigView(
+        id=endpoint.id,
+        url=endpoint.url,
+        enabled=endpoint.enabled,
+        enabledEvents=endpoint.enabled_events,
+        createdAt=iso_millis(endpoint.created_at),
+        updatedAt=iso_millis(endpoint.updated_at),
+    )
+
+
+@router.get("/config", response_model=ConfigResponse, responses=AUTH_ERRORS)
+async def get_config(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> ConfigResponse:
+    """The user's webhook configuration (never its secret) and the events on offer."""
+    endpoint = await store.get_config(user.id)
+    return ConfigResponse(
+        configured=endpoint is not None,
+        config=None if endpoint is None else _config_view(endpoint),
+        availableEvents=list(settings.events),
+    )
+
+
+@router.post(
+    "/config",
+    response_model=SaveConfigResponse,
+    responses={**AUTH_ERRORS, **BAD_BODY, **INVALID},
+)
+async def save_config(
+    body: ConfigIn, user: CurrentUser, store: StoreDep, settings: SettingsDep, policy: PolicyDep
+) -> SaveConfigResponse:
+    """Create or update the webhook. The response carries the secret; an update keeps it."""
+    fields: dict[str, str] = {}
+    if body.url is not None:
+        try:
+            check_url(body.url, settings)
+            await check_target(body.url, policy)
+        except TargetError as exc:
+            fields["url"] = str(exc)
+    events = None
+    if body.enabledEvents is not None:
+        unknown = [name for name in body.enabledEvents if name not in settings.events]
+        if unknown:
+            fields["enabledEvents"] = f"unknown events: {', '.join(sorted(set(unknown)))}"
+        events = list(dict.fromkeys(body.enabledEvents))  # fold duplicates, keep order
+    if body.url is None and await store.get_config(user.id) is None:
+        fields["url"] = "is required to create a webhook"
+    if fields:
+        summary = "; ".join(f"{name} {msg}" for name, msg in fields.items())
+        raise ApiError(422, f"Invalid webhook configuration: {summary}", fields)
+    endpoint, secret = await store.save_config(
+        user.id, body.url, body.enabled, events, default_events=settings.events
+    )
+    return SaveConfigResponse(
+        config=SavedConfig(
+            id=endpoint.id,
+            url=endpoint.url,
+            secret=secret,
+            enabled=endpoint.enabled,
+            enabledEvents=endpoint.enabled_events,
+        )
+    )
+
+
+@router.delete("/config", response_model=MessageResponse, responses={**AUTH_ERRORS, **NOT_FOUND})
+async def delete_config(user: CurrentUser, store: StoreDep) -> MessageResponse:
+    """Delete the webhook. Its delivery logs stay until retention removes them."""
+    try:
+        await store.delete_config(user.id)
+    except NotFound as exc:
+        raise ApiError(404, "No webhook configuration to delete") from exc
+    return MessageResponse(message="Webhook configuration deleted successfully")
+
+
+@router.post(
+    "/regenerate-secret",
+    response_model=RegenerateResponse,
+    responses={**AUTH_ERRORS, **NOT_FOUND},
+)
+async def regenerate_secret(
+    user: CurrentUser, store: StoreDep, settings: SettingsDep
+) -> RegenerateResponse:
+    """Give the webhook a new secret. The old one also signs deliveries for a grace period."""
+    try:
+        secret, old_until = await store.regenerate_secret(user.id, settings.secret_grace_s)
+    except NotFound as exc:
+        raise ApiError(404, "No webhook configuration: create one first") from exc
+    return RegenerateResponse(secret=secret, previousSecretExpiresAt=iso(old_until))
+
+
+@router.post(
+    "/test",
+    response_model=TestSuccess | TestFailure,
+    responses={
+        **AUTH_ERRORS,
+        **NOT_FOUND,
+        429: {"model": ErrorBody, "description": "Too many tests; see Retry-After"},
+    },
+)
+async def send_test(
+    user: CurrentUser,
+    store: StoreDep,
+    sender: SenderDep,
+    settings: SettingsDep,
+    limiter: RateLimiterDep,
+) -> TestSuccess | TestFailure:
+    """Send one `webhook.test` delivery now, wait for it, and report. Never retried."""
+    limiter.check(user.id)
+    data = {
+        "message": "This is a test webhook from hookline",
+        "testedAt": iso_millis(utcnow()),
+    }
+    try:
+        job, owner = await store.start_test(user.id, data)
+    except NotFound as exc:
+        raise ApiError(404, "No webhook configuration: create one first") from exc
+    outcome, started_at = await attempt(job, sender, settings)
+    await store.record(owner, [decide(job, outcome, started_at, policy_for(settings))])
+    if outcome.ok and outcome.status_code is not None:
+        return TestSuccess(statusCode=outcome.status_code, deliveryId=job.delivery.delivery_id)
+    return TestFailure(
+        details=outcome.error,
+        statusCode=outcome.status_code,
+        deliveryId=job.delivery.delivery_id,
+    )
+
+
+def _check_event_filter(event: str | None, catalog: list[str]) -> None:
+    if event is not None and event not in catalog and event != TEST_EVENT:
+        raise ApiError(
+            422, f"Invalid request: event: unknown event {event}", {"event": "unknown event"}
+        )
+
+
+@router.get("/logs", response_model=LogsResponse, responses={**AUTH_ERRORS, **INVALID})
+async def list_logs(
+    user: CurrentUser,
+    store: StoreDep,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    event: Annotated[str | None, Query(max_length=100)] = None,
+    success: bool | None = None,
+) -> LogsResponse:
+    """The delivery log, newest first. `statusCode` and `error` are the last attempt's."""
+    _check_event_filter(event, settings.events)
+    rows, total = await store.logs_page(user.id, limit, offset, event, success)
+    return LogsResponse(
+        logs=[
+            LogItem(
+                id=row.id,
+                event=row.event,
+                url=row.url,
+                success=row.status == Status.SUCCEEDED,
+                statusCode=row.last_status_code,
+                attempts=row.attempts,
+                error=row.last_error,
+                deliveryId=row.delivery_id,
+                deliveredAt=iso(row.delivered_at),
+                createdAt=iso_millis(row.created_at),
+            )
+            for row in rows
+        ],
+        pagination=Pagination(
+            total=total, limit=limit, offset=offset, hasMore=offset + len(rows) < total
+        ),
+    )
+
+
+@router.get(
+    "/logs/{log_id}",
+    response_model=LogDetailResponse,
+    responses={**AUTH_ERRORS, 404: {"model": ErrorBody, "description": "No such delivery"}},
+)
+async def get_log(
+    user: CurrentUser, store: StoreDep, log_id: Annotated[str, Path(max_length=64)]
+) -> LogDetailResponse:
+    """One delivery: every attempt, and the exact payload that was sent."""
+    try:
+        row, attempts = await store.log_detail(user.id, log_id)
+    except NotFound as exc:
+        raise ApiError(404, f"No delivery log with id {log_id}") from exc
+    return LogDetailResponse(
+        log=LogDetail(
+            id=row.id,
+            event=row.event,
+            url=row.url,
+            success=row.status == Status.SUCCEEDED,
+            status=row.status,
+            statusCode=row.last_status_code,
+            attemptCount=row.attempts,
+            error=row.last_error,
+            deliveryId=row.delivery_id,
+            deliveredAt=iso(row.delivered_at),
+            createdAt=iso_millis(row.created_at),
+            payload=bytes(row.body).decode("utf-8"),
+            attempts=[
+                AttemptView(
+                    attempt=a.attempt,
+                    statusCode=a.status_code,
+                    error=a.error,
+                    durationMs=a.duration_ms,
+                    responseExcerpt=a.response_excerpt,
+                    createdAt=iso_millis(a.created_at),
+                )
+                for a in attempts
+            ],
+        )
+    )
+
+
+def _ratio(numerator: float, denominator: int) -> str:
+    return "0.00" if denominator == 0 else f"{numerator / denominator:.2f}"
+
+
+@router.get("/stats", response_model=StatsResponse, responses=AUTH_ERRORS)
+async def stats(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> StatsResponse:
+    """Finished deliveries: totals, success rate, average attempts, and by event."""
+    by_event, pending = await store.stats(user.id)
+    successful = sum(c.successful for c in by_event.values())
+    failed = sum(c.failed for c in by_event.values())
+    attempts = sum(c.attempts_sum for c in by_event.values())
+    total = successful + failed
+    order = {name: i for i, name in enumerate(settings.events)}
+    names = sorted(by_event, key=lambda name: (order.get(name, len(order)), name))
+    return StatsResponse(
+        total=total,
+        successful=successful,
+        failed=failed,
+        pending=pending,
+        successRate=_ratio(successful * 100, total),
+        averageAttempts=_ratio(attempts, total),
+        byEvent={
+            name: EventCounts(
+                total=by_event[name].successful + by_event[name].failed,
+                successful=by_event[name].successful,
+                failed=by_event[name].failed,
+            )
+            for name in names
+            if by_event[name].successful + by_event[name].failed > 0
+        },
+    )
+
+
+WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
+    "24h": (timedelta(hours=24), timedelta(hours=1)),
+    "7d": (timedelta(days=7), timedelta(hours=6)),
+    "30d": (timedelta(days=30), timedelta(days=1)),
+}
+
+
+@router.get(
+    "/stats/timeseries",
+    response_model=TimeseriesResponse,
+    responses={**AUTH_ERRORS, **INVALID},
+)
+async def stats_timeseries(
+    user: CurrentUser, store: StoreDep, window: Literal["24h", "7d", "30d"] = "7d"
+) -> TimeseriesResponse:
+    """Finished deliveries over time, successful against failed, in buckets fit to the window."""
+    span, bucket = WINDOWS[window]
+    bucket_s = int(bucket.total_seconds())
+    now_s = int(utcnow().timestamp())
+    end_s = (now_s // bucket_s + 1) * bucket_s
+    count = int(span.total_seconds()) // bucket_s
+    start = datetime.fromtimestamp(end_s - count * bucket_s, UTC)
+    counts = await store.timeseries(user.id, start, bucket)
+    return TimeseriesResponse(
+        window=window,
+        bucketSeconds=bucket_s,
+        buckets=[
+            Bucket(
+                start=iso_millis(start + i * bucket),
+                successful=counts.get((i, Status.SUCCEEDED.value), 0),
+                failed=counts.get((i, Status.FAILED.value), 0),
+            )
+            for i in range(count)
+        ],
+    )

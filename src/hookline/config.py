@@ -1,0 +1,101 @@
+"""One Settings object: every knob of hookline, read from HOOKLINE_* environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from hookline.events import DEFAULT_EVENTS
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/hookline.db"
+
+
+def _split_list(value: object) -> object:
+    """Accept a comma-separated string (or a JSON list) for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with the guide's values as defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="HOOKLINE_", extra="ignore")
+
+    env: Literal["development", "production"] = "production"
+    database_url: str = DEFAULT_DATABASE_URL
+
+    # The event catalog users may subscribe to; the guide's seven by default.
+    events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_EVENTS))
+
+    # Delivery: the guide's limits.
+    user_agent: str = "RoleReady-Webhook/1.0"
+    timeout_s: float = Field(default=10.0, gt=0)
+    retry_delays_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1.0, 5.0, 15.0]
+    )
+    retry_after_cap_s: float = Field(default=300.0, ge=0)
+    max_response_bytes: int = Field(default=64 * 1024, gt=0)
+    response_excerpt_chars: int = Field(default=1024, ge=0)
+
+    # Worker.
+    worker_concurrency: int = Field(default=64, ge=1)
+    worker_batch_size: int = Field(default=100, ge=1)
+    lease_s: float = Field(default=60.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    retention_days: float = Field(default=90.0, gt=0)
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+
+    # Security.
+    secret_grace_s: float = Field(default=24 * 3600.0, ge=0)
+    max_old_secrets: int = Field(default=3, ge=1)
+    secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allow_targets: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    test_rate_per_minute: int = Field(default=10, ge=1)
+    max_config_body_bytes: int = Field(default=64 * 1024, gt=0)
+    max_event_data_bytes: int = Field(default=256 * 1024, gt=0)
+
+    @field_validator("events", "retry_delays_s", "secret_keys", "allow_targets", mode="before")
+    @classmethod
+    def _lists(cls, value: object) -> object:
+        return _split_list(value)
+
+    @field_validator("retry_delays_s")
+    @classmethod
+    def _non_negative_delays(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlives_attempt(self) -> Settings:
+        if self.lease_s <= self.timeout_s:
+            raise ValueError("lease_s must be longer than timeout_s")
+        return self
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def max_attempts(self) -> int:
+        """The first attempt plus one per retry delay."""
+        return 1 + len(self.retry_delays_s)
+
+    @cached_property
+    def sqlite_path(self) -> Path | None:
+        """The database file when the store is SQLite, else None."""
+        prefix = "sqlite+aiosqlite:///"
+        if not self.database_url.startswith(prefix):
+            return None
+        return Path(self.database_url.removeprefix(prefix))

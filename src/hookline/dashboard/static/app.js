@@ -1,0 +1,1286 @@
+/* hookline dashboard – plain ES2020, no dependencies.
+ * Talks only to the public JSON API with "Authorization: Bearer <token>".
+ * The token lives in sessionStorage["hookline.token"]; it is never put in a URL
+ * and never written to the console. */
+'use strict';
+
+(() => {
+  const TOKEN_KEY = 'hookline.token';
+  const PAGE_SIZE = 20;
+  const AUTO_REFRESH_MS = 5000;
+  const REJECTED_MSG = 'Your token was rejected; sign in again.';
+  const API = '/api/webhooks';
+
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    token: null,
+    session: 0, // bumped on sign-in / sign-out / 401 so stale responses are ignored
+    configured: false,
+    config: null,
+    availableEvents: [],
+    knownEvents: new Set(), // events seen in stats/logs, for the filter
+    logs: { offset: 0, event: '', success: '', total: 0, key: '', inflight: 0 },
+    stats: { key: '', inflight: 0 },
+    chart: { window: '7d', data: null, key: '' },
+    detail: { id: null, status: null, key: '', returnId: null },
+    gen: { logs: 0, stats: 0, chart: 0, detail: 0, config: 0 },
+    errors: new Map(),
+    errorsText: '',
+    timer: null,
+  };
+
+  /* ------------------------------------------------------------------ utils */
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    if (attrs) {
+      for (const [k, v] of Object.entries(attrs)) {
+        if (v === null || v === undefined || v === false) continue;
+        if (k === 'class') el.className = v;
+        else if (k === 'text') el.textContent = v;
+        else el.setAttribute(k, v === true ? '' : String(v));
+      }
+    }
+    for (const c of children) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : String(c));
+    }
+    return el;
+  }
+
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+    for (const c of children) el.append(c instanceof Node ? c : String(c));
+    return el;
+  }
+
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  const dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+  const timeShortFmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' });
+  const dateShortFmt = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
+  const dateTimeShortFmt = new Intl.DateTimeFormat(undefined, {
+    month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+  });
+
+  function parseDate(iso) {
+    if (!iso) return null;
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? null : d;
+  }
+
+  /** <time> in the user's locale with the ISO string kept in datetime + title. */
+  function timeEl(iso, fmt = dateTimeFmt) {
+    const d = parseDate(iso);
+    if (!d) return document.createTextNode(iso ? String(iso) : '—');
+    return h('time', { datetime: iso, title: iso }, fmt.format(d));
+  }
+
+  function show(el, visible) {
+    el.hidden = !visible;
+  }
+
+  function focusEl(el) {
+    if (el && typeof el.focus === 'function') el.focus({ preventScroll: false });
+  }
+
+  function plural(n, one, many) {
+    return `${n} ${n === 1 ? one : many}`;
+  }
+
+  /** Event name in <code>, with line-break opportunities after "." and "_". */
+  function eventCode(name) {
+    const parts = String(name || '').split(/(?<=[._])/);
+    const code = h('code');
+    parts.forEach((part, i) => {
+      if (i) code.append(h('wbr'));
+      code.append(part);
+    });
+    return code;
+  }
+
+  function numText(v) {
+    return v === null || v === undefined || v === '' ? '–' : String(v);
+  }
+
+  /* -------------------------------------------------------------------- API */
+
+  class ApiError extends Error {
+    constructor(status, message, fields, retryAfter) {
+      super(message);
+      this.status = status;
+      this.fields = fields || null;
+      this.retryAfter = retryAfter || null;
+    }
+    get silent() {
+      return this.status === 401 || this.status === -1;
+    }
+  }
+
+  function retryAfterSeconds(res) {
+    const raw = res.headers.get('Retry-After');
+    if (!raw) return null;
+    if (/^\d+$/.test(raw.trim())) return Number(raw.trim());
+    const when = Date.parse(raw);
+    if (Number.isNaN(when)) return null;
+    return Math.max(0, Math.ceil((when - Date.now()) / 1000));
+  }
+
+  /** One HTTP call; returns {status, ok, data, res}. Throws ApiError(0) on network failure. */
+  async function request(token, method, path, body) {
+    const init = {
+      method,
+      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
+      cache: 'no-store',
+      credentials: 'same-origin',
+    };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(path, init);
+    } catch (_) {
+      throw new ApiError(0, 'Could not reach the server. Check your connection and try again.');
+    }
+    let data = null;
+    try {
+      const text = await res.text();
+      data = text ? JSON.parse(text) : null;
+    } catch (_) {
+      data = null;
+    }
+    return { status: res.status, ok: res.ok, data, res };
+  }
+
+  /** Authenticated call within the current session. 401 signs the user out. */
+  async function api(method, path, body) {
+    const session = state.session;
+    if (!state.token) throw new ApiError(-1, 'Not signed in');
+    const r = await request(state.token, method, path, body);
+    if (session !== state.session) throw new ApiError(-1, 'stale');
+    if (r.status === 401) {
+      onUnauthorized();
+      throw new ApiError(401, REJECTED_MSG);
+    }
+    if (!r.ok) {
+      const d = r.data && typeof r.data === 'object' ? r.data : {};
+      let msg = typeof d.error === 'string' && d.error ? d.error : `Request failed (HTTP ${r.status})`;
+      const ra = r.status === 429 ? retryAfterSeconds(r.res) : null;
+      if (r.status === 429 && ra !== null) msg += ` Try again in ${plural(ra, 'second', 'seconds')}.`;
+      throw new ApiError(r.status, msg, d.fields && typeof d.fields === 'object' ? d.fields : null, ra);
+    }
+    return r.data || {};
+  }
+
+  /* ---------------------------------------------------------------- errors */
+
+  const ERROR_PREFIX = {
+    config: 'Could not load the webhook configuration',
+    save: 'Could not save the configuration',
+    test: 'Could not send a test webhook',
+    regenerate: 'Could not regenerate the secret',
+    delete: 'Could not delete the configuration',
+    logs: 'Could not load the delivery log',
+    stats: 'Could not load statistics',
+    chart: 'Could not load the chart',
+    detail: 'Could not load the delivery details',
+  };
+
+  function reportError(source, err) {
+    if (err instanceof ApiError && err.silent) return;
+    const msg = err && err.message ? err.message : 'Unexpected error';
+    state.errors.set(source, `${ERROR_PREFIX[source] || 'Error'}: ${msg}`);
+    renderErrors();
+  }
+
+  function clearError(source) {
+    if (state.errors.delete(source)) renderErrors();
+  }
+
+  function clearAllErrors() {
+    state.errors.clear();
+    renderErrors();
+  }
+
+  function renderErrors() {
+    const box = $('api-error');
+    const msgs = [...state.errors.values()];
+    const text = msgs.join('\n');
+    if (text === state.errorsText) return; // don't re-announce identical errors
+    state.errorsText = text;
+    box.replaceChildren(...msgs.map((m) => h('p', null, m)));
+    show($('api-error-dismiss'), msgs.length > 0);
+  }
+
+  /* ------------------------------------------------------- sign in / out */
+
+  function showSignIn(message) {
+    show($('dashboard-view'), false);
+    show($('session-actions'), false);
+    show($('signin-view'), true);
+    setText($('signin-error'), message || '');
+    setSigninBusy(false);
+    focusEl($('token-input'));
+  }
+
+  function setSigninBusy(busy, text) {
+    $('sign-in').disabled = busy;
+    setText($('signin-status'), busy ? text || 'Signing in…' : '');
+  }
+
+  async function startSession(token, restoring) {
+    const session = ++state.session;
+    setText($('signin-error'), '');
+    setSigninBusy(true, restoring ? 'Checking your saved token…' : 'Signing in…');
+    let r;
+    try {
+      r = await request(token, 'GET', `${API}/config`);
+    } catch (err) {
+      if (session !== state.session) return;
+      setSigninBusy(false);
+      setText($('signin-error'), err.message);
+      return;
+    }
+    if (session !== state.session) return;
+    setSigninBusy(false);
+    if (r.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      showSignIn(restoring ? REJECTED_MSG : 'That token was rejected. Check it and try again.');
+      return;
+    }
+    if (!r.ok || !r.data) {
+      const msg = r.data && r.data.error ? r.data.error : `HTTP ${r.status}`;
+      setText($('signin-error'), `Could not sign in: ${msg}`);
+      return;
+    }
+    state.token = token;
+    sessionStorage.setItem(TOKEN_KEY, token);
+    $('token-input').value = '';
+    setText($('signin-error'), '');
+    setText($('signin-status'), '');
+    show($('signin-view'), false);
+    show($('dashboard-view'), true);
+    show($('session-actions'), true);
+    applyConfig(r.data, true);
+    focusEl($('dashboard-title'));
+    refreshData({ logs: true, stats: true, chart: true });
+    startTimer();
+  }
+
+  function endSession() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    state.session += 1;
+    stopTimer();
+    resetDashboard();
+  }
+
+  function onUnauthorized() {
+    endSession();
+    showSignIn(REJECTED_MSG);
+  }
+
+  function signOut() {
+    endSession();
+    showSignIn('');
+    setText($('signin-status'), 'You have signed out.');
+  }
+
+  function resetDashboard() {
+    state.configured = false;
+    state.config = null;
+    state.availableEvents = [];
+    state.knownEvents = new Set();
+    state.logs = { offset: 0, event: '', success: '', total: 0, key: '', inflight: 0 };
+    state.stats = { key: '', inflight: 0 };
+    state.chart = { window: '7d', data: null, key: '' };
+    state.detail = { id: null, status: null, key: '', returnId: null };
+    clearAllErrors();
+
+    $('config-url').value = '';
+    $('config-enabled').checked = true;
+    $('event-list').replaceChildren();
+    clearFieldErrors();
+    setStatus($('config-status'), '');
+    setStatus($('test-result'), '');
+    setText($('config-meta'), '');
+    hideSecret();
+    closeConfirm('regenerate');
+    closeConfirm('delete');
+    show($('empty-config'), false);
+    show($('config-actions'), false);
+
+    for (const id of ['stats-total', 'stats-successful', 'stats-failed', 'stats-pending',
+      'stats-success-rate', 'stats-average-attempts']) setText($(id), '–');
+    $('stats-by-event').replaceChildren();
+
+    $('chart-box').replaceChildren();
+    $('chart-table-wrap').replaceChildren();
+    setText($('chart-summary'), '');
+    for (const b of document.querySelectorAll('[data-window]')) {
+      b.setAttribute('aria-pressed', String(b.dataset.window === '7d'));
+    }
+
+    const fe = $('filter-event');
+    fe.replaceChildren(h('option', { value: '' }, 'All events'));
+    $('filter-success').value = '';
+    $('logs-body').replaceChildren();
+    show($('logs-wrap'), false);
+    show($('logs-pager'), false);
+    show($('empty-logs'), false);
+    setText($('logs-page-info'), '');
+    $('logs-prev').disabled = true;
+    $('logs-next').disabled = true;
+    show($('log-detail'), false);
+    $('detail-body').replaceChildren();
+    setText($('last-updated'), '');
+  }
+
+  /* ----------------------------------------------------------- config */
+
+  function setStatus(el, text, kind) {
+    setText(el, text);
+    el.classList.toggle('ok', kind === 'ok');
+    el.classList.toggle('bad', kind === 'bad');
+  }
+
+  async function loadConfig() {
+    const gen = ++state.gen.config;
+    try {
+      const d = await api('GET', `${API}/config`);
+      if (gen !== state.gen.config) return;
+      clearError('config');
+      applyConfig(d, true);
+    } catch (err) {
+      if (gen === state.gen.config) reportError('config', err);
+    }
+  }
+
+  /** Render config + availableEvents. fillForm=false keeps what the user typed. */
+  function applyConfig(data, fillForm) {
+    state.configured = !!data.configured && !!data.config;
+    state.config = state.configured ? data.config : null;
+    if (Array.isArray(data.availableEvents)) state.availableEvents = data.availableEvents.slice();
+    const cfg = state.config;
+
+    show($('empty-config'), !state.configured);
+    show($('config-actions'), state.configured);
+    if (!state.configured) {
+      closeConfirm('regenerate');
+      closeConfirm('delete');
+    }
+
+    const meta = $('config-meta');
+    meta.replaceChildren();
+    if (cfg) {
+      const parts = [];
+      if (cfg.createdAt) parts.push('Created ', timeEl(cfg.createdAt));
+      if (cfg.updatedAt) parts.push(parts.length ? ' · updated ' : 'Updated ', timeEl(cfg.updatedAt));
+      if (!cfg.enabled) parts.push(parts.length ? ' · ' : '', h('strong', null, 'Disabled'));
+      meta.append(...parts);
+    }
+
+    if (fillForm) {
+      $('config-url').value = cfg ? cfg.url || '' : '';
+      $('config-enabled').checked = cfg ? !!cfg.enabled : true;
+      renderEventCheckboxes(cfg ? cfg.enabledEvents || [] : []);
+    }
+    renderEventFilter();
+  }
+
+  function renderEventCheckboxes(selected) {
+    const list = $('event-list');
+    const chosen = new Set(selected);
+    const names = state.availableEvents.slice();
+    for (const e of selected) if (!names.includes(e)) names.push(e);
+    const items = names.map((name) => {
+      const id = `event-${name}`;
+      const unavailable = !state.availableEvents.includes(name);
+      return h('div', { class: 'event-item' },
+        h('input', {
+          type: 'checkbox', id, value: name, 'data-testid': id, name: 'enabledEvents',
+          checked: chosen.has(name),
+        }),
+        h('label', { for: id }, name, unavailable ? h('span', { class: 'unavailable' }, ' (no longer available)') : null));
+    });
+    if (!items.length) items.push(h('p', { class: 'muted small' }, 'The server offers no events.'));
+    list.replaceChildren(...items);
+  }
+
+  function selectedEvents() {
+    return [...$('event-list').querySelectorAll('input[type="checkbox"]')]
+      .filter((cb) => cb.checked).map((cb) => cb.value);
+  }
+
+  const FIELD_INPUT = {
+    url: () => $('config-url'),
+    enabled: () => $('config-enabled'),
+    enabledEvents: () => $('event-list').querySelector('input') || $('event-list'),
+  };
+
+  function clearFieldErrors() {
+    for (const f of Object.keys(FIELD_INPUT)) {
+      setText($(`field-error-${f}`), '');
+    }
+    $('config-url').removeAttribute('aria-invalid');
+    $('config-enabled').removeAttribute('aria-invalid');
+    document.querySelector('fieldset.events').classList.remove('invalid');
+  }
+
+  async function saveConfig(ev) {
+    ev.preventDefault();
+    const btn = $('config-save');
+    if (btn.disabled) return;
+    clearFieldErrors();
+    setStatus($('config-status'), 'Saving…');
+    btn.disabled = true;
+    const wasConfigured = state.configured;
+    const body = {
+      url: $('config-url').value.trim(),
+      enabled: $('config-enabled').checked,
+      enabledEvents: selectedEvents(),
+    };
+    try {
+      const d = await api('POST', `${API}/config`, body);
+      clearError('save');
+      setStatus($('config-status'), d.message || 'Webhook configuration saved successfully', 'ok');
+      const cfg = d.config || {};
+      if (cfg.secret) {
+        showSecret(cfg.secret, null, wasConfigured ? 'Configuration saved. Your signing secret:' :
+          'Webhook created. This is your signing secret:', !wasConfigured);
+      }
+      // Reflect the saved state right away, then fetch timestamps from the server.
+      applyConfig({
+        configured: true,
+        config: { ...(state.config || {}), ...cfg, secret: undefined },
+        availableEvents: state.availableEvents,
+      }, false);
+      loadConfig();
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      if (err instanceof ApiError && err.status === 422 && err.fields) {
+        let first = null;
+        const unknown = [];
+        for (const [field, message] of Object.entries(err.fields)) {
+          const target = $(`field-error-${field}`);
+          if (!target || !FIELD_INPUT[field]) {
+            unknown.push(`${field}: ${message}`);
+            continue;
+          }
+          setText(target, String(message));
+          if (field === 'enabledEvents') document.querySelector('fieldset.events').classList.add('invalid');
+          else FIELD_INPUT[field]().setAttribute('aria-invalid', 'true');
+          if (!first) first = FIELD_INPUT[field]();
+        }
+        setStatus($('config-status'), `Not saved: ${err.message}`, 'bad');
+        if (unknown.length) reportError('save', new Error(`${err.message} (${unknown.join('; ')})`));
+        else clearError('save');
+        if (first) focusEl(first);
+      } else {
+        setStatus($('config-status'), 'Not saved.', 'bad');
+        reportError('save', err);
+      }
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  /* ----------------------------------------------------------- secret */
+
+  function showSecret(secret, previousExpiresAt, message, moveFocus) {
+    setText($('new-secret'), secret);
+    setText($('secret-message'), message || '');
+    setStatus($('copy-status'), '');
+    const old = $('secret-old-until');
+    old.replaceChildren();
+    if (previousExpiresAt) {
+      old.append('The old secret keeps working until ', timeEl(previousExpiresAt), '.');
+      show(old, true);
+    } else {
+      show(old, false);
+    }
+    show($('secret-panel'), true);
+    if (moveFocus) focusEl($('secret-title'));
+  }
+
+  function hideSecret() {
+    setText($('new-secret'), '');
+    setText($('secret-message'), '');
+    setStatus($('copy-status'), '');
+    $('secret-old-until').replaceChildren();
+    show($('secret-old-until'), false);
+    show($('secret-panel'), false);
+  }
+
+  async function copySecret() {
+    const secret = $('new-secret').textContent;
+    if (!secret) return;
+    let ok = false;
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(secret);
+        ok = true;
+      }
+    } catch (_) {
+      ok = false;
+    }
+    if (!ok) {
+      const ta = h('textarea', { readonly: true, 'aria-hidden': 'true', class: 'visually-hidden' });
+      ta.value = secret;
+      document.body.append(ta);
+      ta.select();
+      try {
+        ok = document.execCommand('copy');
+      } catch (_) {
+        ok = false;
+      }
+      ta.remove();
+      $('copy-secret').focus();
+    }
+    if (ok) {
+      setStatus($('copy-status'), 'Secret copied to the clipboard.', 'ok');
+    } else {
+      const range = document.createRange();
+      range.selectNodeContents($('new-secret'));
+      const sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      setStatus($('copy-status'), 'Copying is blocked here; the secret is selected, press Ctrl+C (⌘C) to copy it.');
+    }
+  }
+
+  /* -------------------------------------------------- test / regen / delete */
+
+  async function testSend() {
+    const btn = $('test-send');
+    if (btn.getAttribute('aria-busy') === 'true') return;
+    btn.setAttribute('aria-busy', 'true');
+    setStatus($('test-result'), 'Sending test webhook…');
+    try {
+      const d = await api('POST', `${API}/test`);
+      clearError('test');
+      const code = d.statusCode === null || d.statusCode === undefined ? null : d.statusCode;
+      if (d.success) {
+        setStatus($('test-result'),
+          `${d.message || 'Test webhook sent successfully'}${code !== null ? ` (HTTP ${code})` : ''}.`, 'ok');
+      } else {
+        let text = d.error || 'Failed to deliver test webhook';
+        if (d.details) text += `: ${d.details}`;
+        if (code !== null) text += ` (HTTP ${code})`;
+        setStatus($('test-result'), `${text}.`, 'bad');
+      }
+      refreshData({ logs: true, stats: true, chart: true, detail: false });
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      setStatus($('test-result'), 'Test webhook not sent.', 'bad');
+      reportError('test', err);
+      if (err.status === 404) loadConfig();
+    } finally {
+      btn.removeAttribute('aria-busy');
+    }
+  }
+
+  function openConfirm(kind) {
+    const other = kind === 'regenerate' ? 'delete' : 'regenerate';
+    closeConfirm(other);
+    show($(`${kind}-box`), true);
+    $(kind === 'delete' ? 'delete-config' : 'regenerate').setAttribute('aria-expanded', 'true');
+    focusEl($(`${kind}-cancel`));
+  }
+
+  function closeConfirm(kind, returnFocus) {
+    const box = $(`${kind}-box`);
+    const trigger = $(kind === 'delete' ? 'delete-config' : 'regenerate');
+    const wasOpen = !box.hidden;
+    show(box, false);
+    trigger.setAttribute('aria-expanded', 'false');
+    if (returnFocus && wasOpen) focusEl(trigger);
+  }
+
+  async function regenerate() {
+    closeConfirm('regenerate');
+    const btn = $('regenerate');
+    btn.disabled = true;
+    try {
+      const d = await api('POST', `${API}/regenerate-secret`);
+      clearError('regenerate');
+      showSecret(d.secret, d.previousSecretExpiresAt || null,
+        d.message || 'Webhook secret regenerated successfully', true);
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      reportError('regenerate', err);
+      if (err.status === 404) loadConfig();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  async function deleteConfig() {
+    closeConfirm('delete');
+    const btn = $('delete-config');
+    btn.disabled = true;
+    try {
+      const d = await api('DELETE', `${API}/config`);
+      clearError('delete');
+      hideSecret();
+      setStatus($('test-result'), '');
+      clearFieldErrors();
+      applyConfig({ configured: false, config: null, availableEvents: state.availableEvents }, true);
+      setStatus($('config-status'), d.message || 'Webhook configuration deleted successfully', 'ok');
+      focusEl($('config-title'));
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      reportError('delete', err);
+      if (err.status === 404) loadConfig();
+    } finally {
+      btn.disabled = false;
+    }
+  }
+
+  /* ------------------------------------------------------------- stats */
+
+  async function loadStats() {
+    const gen = ++state.gen.stats;
+    state.stats.inflight += 1;
+    try {
+      const d = await api('GET', `${API}/stats`);
+      if (gen !== state.gen.stats) return;
+      clearError('stats');
+      renderStats(d);
+    } catch (err) {
+      if (gen === state.gen.stats) reportError('stats', err);
+    } finally {
+      state.stats.inflight -= 1;
+    }
+  }
+
+  function renderStats(d) {
+    const key = JSON.stringify(d);
+    if (key === state.stats.key) return;
+    state.stats.key = key;
+    setText($('stats-total'), numText(d.total));
+    setText($('stats-successful'), numText(d.successful));
+    setText($('stats-failed'), numText(d.failed));
+    setText($('stats-pending'), numText(d.pending));
+    setText($('stats-success-rate'),
+      d.successRate === null || d.successRate === undefined ? '–' : `${d.successRate}%`);
+    setText($('stats-average-attempts'), numText(d.averageAttempts));
+
+    const by = d.byEvent && typeof d.byEvent === 'object' ? d.byEvent : {};
+    const names = Object.keys(by).sort();
+    names.forEach((n) => state.knownEvents.add(n));
+    renderEventFilter();
+    const box = $('stats-by-event');
+    if (!names.length) {
+      box.replaceChildren(h('p', { class: 'muted small' },
+        'No deliveries yet. Send a test webhook or publish an event to see numbers per event.'));
+      return;
+    }
+    const rows = names.map((n) => {
+      const e = by[n] || {};
+      return h('tr', { 'data-event': n },
+        h('th', { scope: 'row' }, eventCode(n)),
+        h('td', { class: 'num' }, numText(e.total)),
+        h('td', { class: 'num' }, numText(e.successful)),
+        h('td', { class: 'num' }, numText(e.failed)));
+    });
+    box.replaceChildren(h('table', null,
+      h('caption', { class: 'visually-hidden' }, 'Deliveries by event'),
+      h('thead', null, h('tr', null,
+        h('th', { scope: 'col' }, 'Event'),
+        h('th', { scope: 'col', class: 'num' }, 'Total'),
+        h('th', { scope: 'col', class: 'num' }, 'Successful'),
+        h('th', { scope: 'col', class: 'num' }, 'Failed'))),
+      h('tbody', null, ...rows)));
+  }
+
+  /* ------------------------------------------------------------- chart */
+
+  const WINDOW_LABEL = { '24h': 'last 24 hours', '7d': 'last 7 days', '30d': 'last 30 days' };
+
+  function bucketLabel(seconds) {
+    if (!seconds) return 'period';
+    if (seconds % 86400 === 0) return seconds === 86400 ? 'day' : `${seconds / 86400} days`;
+    if (seconds % 3600 === 0) return seconds === 3600 ? 'hour' : `${seconds / 3600} hours`;
+    if (seconds % 60 === 0) return `${seconds / 60} minutes`;
+    return `${seconds} seconds`;
+  }
+
+  async function loadChart() {
+    const gen = ++state.gen.chart;
+    const win = state.chart.window;
+    try {
+      const d = await api('GET', `${API}/stats/timeseries?window=${encodeURIComponent(win)}`);
+      if (gen !== state.gen.chart) return;
+      clearError('chart');
+      const key = JSON.stringify(d);
+      if (key === state.chart.key) return;
+      state.chart.key = key;
+      state.chart.data = d;
+      renderChart();
+    } catch (err) {
+      if (gen === state.gen.chart) reportError('chart', err);
+    }
+  }
+
+  function niceScale(max) {
+    if (!(max > 0)) return { max: 4, step: 1 };
+    const raw = max / 4;
+    const mag = 10 ** Math.floor(Math.log10(raw));
+    const norm = raw / mag;
+    let step = (norm <= 1 ? 1 : norm <= 2 ? 2 : norm <= 5 ? 5 : 10) * mag;
+    step = Math.max(1, Math.round(step));
+    return { max: Math.ceil(max / step) * step, step };
+  }
+
+  function renderChart() {
+    const d = state.chart.data;
+    const box = $('chart-box');
+    if (!d || !Array.isArray(d.buckets)) {
+      box.replaceChildren();
+      return;
+    }
+    const buckets = d.buckets;
+    const n = buckets.length;
+    const win = d.window || state.chart.window;
+    const bucketSec = Number(d.bucketSeconds) || 0;
+    const W = Math.max(280, Math.floor(box.clientWidth || 600));
+    const H = W < 520 ? 220 : 260;
+    const m = { top: 14, right: 12, bottom: 46, left: 50 };
+    const pw = W - m.left - m.right;
+    const ph = H - m.top - m.bottom;
+    let totOk = 0;
+    let totBad = 0;
+    let peak = null;
+    let maxTotal = 0;
+    for (const b of buckets) {
+      const ok = Number(b.successful) || 0;
+      const bad = Number(b.failed) || 0;
+      totOk += ok;
+      totBad += bad;
+      if (ok + bad > maxTotal) {
+        maxTotal = ok + bad;
+        peak = b;
+      }
+    }
+    const scale = niceScale(maxTotal);
+    const y = (v) => m.top + ph - (v / scale.max) * ph;
+
+    const summaryText = `${WINDOW_LABEL[win] ? WINDOW_LABEL[win][0].toUpperCase() + WINDOW_LABEL[win].slice(1) : win}`
+      + ` (one bar per ${bucketLabel(bucketSec)}): ${plural(totOk, 'successful delivery', 'successful deliveries')}`
+      + ` and ${plural(totBad, 'failed delivery', 'failed deliveries')}.`
+      + (peak && maxTotal > 0
+        ? ` Busiest period: ${plural(maxTotal, 'delivery', 'deliveries')} starting ${dateTimeShortFmt.format(parseDate(peak.start) || new Date(0))}.`
+        : ' No deliveries in this period.');
+
+    const svg = s('svg', {
+      width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: 'img', 'data-testid': 'chart',
+      'aria-labelledby': 'chart-svg-title', 'aria-describedby': 'chart-summary',
+    });
+    svg.append(s('title', { id: 'chart-svg-title' },
+      `Bar chart of successful and failed deliveries, ${WINDOW_LABEL[win] || win}`));
+
+    // y grid + ticks
+    for (let v = 0; v <= scale.max; v += scale.step) {
+      const yy = Math.round(y(v)) + 0.5;
+      svg.append(s('line', { class: v === 0 ? 'axis-line' : 'grid-line', x1: m.left, x2: W - m.right, y1: yy, y2: yy }));
+      svg.append(s('text', { x: m.left - 6, y: yy + 4, 'text-anchor': 'end' }, String(v)));
+    }
+    svg.append(s('text', {
+      class: 'axis-title', transform: `translate(13 ${m.top + ph / 2}) rotate(-90)`, 'text-anchor': 'middle',
+    }, 'Deliveries'));
+
+    // bars
+    const slot = n ? pw / n : pw;
+    const barW = Math.max(1, Math.min(48, slot * 0.72));
+    buckets.forEach((b, i) => {
+      const ok = Number(b.successful) || 0;
+      const bad = Number(b.failed) || 0;
+      const x = m.left + i * slot + (slot - barW) / 2;
+      const start = parseDate(b.start);
+      const label = start ? dateTimeShortFmt.format(start) : String(b.start);
+      const g = s('g', { class: 'bucket', 'data-start': b.start });
+      g.append(s('title', null, `${label}: ${ok} successful, ${bad} failed`));
+      if (ok > 0) {
+        g.append(s('rect', { class: 'bar-ok', x: x.toFixed(1), y: y(ok).toFixed(1), width: barW.toFixed(1), height: (y(0) - y(ok)).toFixed(1) }));
+      }
+      if (bad > 0) {
+        g.append(s('rect', { class: 'bar-bad', x: x.toFixed(1), y: y(ok + bad).toFixed(1), width: barW.toFixed(1), height: (y(ok) - y(ok + bad)).toFixed(1) }));
+      }
+      // invisible full-height hit area so the tooltip works on empty buckets too
+      g.append(s('rect', { x: (m.left + i * slot).toFixed(1), y: m.top, width: slot.toFixed(1), height: ph, fill: 'transparent' }));
+      svg.append(g);
+    });
+
+    // x labels: choose a step so labels don't collide
+    const spanSec = n * bucketSec;
+    const fmtFor = (k) => {
+      if (k * bucketSec >= 86400 || spanSec > 2 * 86400) return { fmt: dateShortFmt, w: 52 };
+      if (spanSec && spanSec <= 86400) return { fmt: timeShortFmt, w: 44 };
+      return { fmt: dateTimeShortFmt, w: 96 };
+    };
+    let k = 1;
+    let f = fmtFor(1);
+    while (k < n && slot * k < f.w + 8) {
+      k += 1;
+      f = fmtFor(k);
+    }
+    // date-only labels: keep them a whole number of days apart
+    const perDay = bucketSec > 0 && bucketSec < 86400 && 86400 % bucketSec === 0 ? 86400 / bucketSec : 1;
+    if (f.fmt === dateShortFmt && perDay > 1) k = Math.ceil(k / perDay) * perDay;
+    for (let i = 0; i < n; i += k) {
+      const start = parseDate(buckets[i].start);
+      if (!start) continue;
+      const cx = m.left + i * slot + slot / 2;
+      if (cx + f.w / 2 > W) continue;
+      svg.append(s('line', { class: 'axis-line', x1: cx, x2: cx, y1: m.top + ph, y2: m.top + ph + 4 }));
+      svg.append(s('text', { x: cx.toFixed(1), y: m.top + ph + 16, 'text-anchor': 'middle' }, f.fmt.format(start)));
+    }
+    svg.append(s('text', { class: 'axis-title', x: m.left + pw / 2, y: H - 6, 'text-anchor': 'middle' },
+      'Time (your local time)'));
+
+    if (maxTotal === 0) {
+      svg.append(s('text', { class: 'no-data', x: m.left + pw / 2, y: m.top + ph / 2, 'text-anchor': 'middle' },
+        'No deliveries in this period'));
+    }
+
+    box.replaceChildren(svg);
+    setText($('chart-summary'), summaryText);
+
+    // text alternative: data table
+    const rows = buckets.map((b) => h('tr', null,
+      h('th', { scope: 'row' }, timeEl(b.start, dateTimeShortFmt)),
+      h('td', { class: 'num' }, String(Number(b.successful) || 0)),
+      h('td', { class: 'num' }, String(Number(b.failed) || 0))));
+    $('chart-table-wrap').replaceChildren(h('table', { 'data-testid': 'chart-table' },
+      h('caption', { class: 'visually-hidden' }, `Deliveries per ${bucketLabel(bucketSec)}, ${WINDOW_LABEL[win] || win}`),
+      h('thead', null, h('tr', null,
+        h('th', { scope: 'col' }, 'Period starting'),
+        h('th', { scope: 'col', class: 'num' }, 'Successful'),
+        h('th', { scope: 'col', class: 'num' }, 'Failed'))),
+      h('tbody', null, ...rows)));
+  }
+
+  function setWindow(win) {
+    if (!WINDOW_LABEL[win]) return;
+    state.chart.window = win;
+    state.chart.key = '';
+    for (const b of document.querySelectorAll('[data-window]')) {
+      b.setAttribute('aria-pressed', String(b.dataset.window === win));
+    }
+    loadChart();
+  }
+
+  /* -------------------------------------------------------------- logs */
+
+  function renderEventFilter() {
+    const sel = $('filter-event');
+    const names = [...new Set([...state.availableEvents, ...state.knownEvents])];
+    const current = [...sel.options].slice(1).map((o) => o.value);
+    if (current.length === names.length && current.every((v, i) => v === names[i])) return;
+    const value = sel.value;
+    sel.replaceChildren(h('option', { value: '' }, 'All events'),
+      ...names.map((n) => h('option', { value: n }, n)));
+    sel.value = names.includes(value) ? value : '';
+  }
+
+  async function loadLogs() {
+    const gen = ++state.gen.logs;
+    const L = state.logs;
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(L.offset) });
+    if (L.event) params.set('event', L.event);
+    if (L.success) params.set('success', L.success);
+    L.inflight += 1;
+    try {
+      const d = await api('GET', `${API}/logs?${params}`);
+      if (gen !== state.gen.logs) return;
+      clearError('logs');
+      const logs = Array.isArray(d.logs) ? d.logs : [];
+      const total = d.pagination ? Number(d.pagination.total) || 0 : logs.length;
+      if (!logs.length && L.offset > 0 && total > 0) {
+        // the page we were on no longer exists: go to the last one
+        L.offset = Math.floor((total - 1) / PAGE_SIZE) * PAGE_SIZE;
+        loadLogs();
+        return;
+      }
+      renderLogs(d, logs);
+    } catch (err) {
+      if (gen === state.gen.logs) reportError('logs', err);
+    } finally {
+      L.inflight -= 1;
+    }
+  }
+
+  function resultBadge(log) {
+    if (log.status) {
+      const map = {
+        succeeded: ['ok', 'Succeeded'], failed: ['bad', 'Failed'],
+        pending: ['pending', 'Pending'], in_flight: ['pending', 'In flight'],
+      };
+      const [cls, text] = map[log.status] || ['pending', String(log.status)];
+      return h('span', { class: `badge ${cls}` }, text);
+    }
+    if (log.success) return h('span', { class: 'badge ok' }, 'Succeeded');
+    if (!log.deliveredAt && !log.error) return h('span', { class: 'badge pending' }, 'Pending');
+    return h('span', { class: 'badge bad' }, 'Failed');
+  }
+
+  function renderLogs(d, logs) {
+    const L = state.logs;
+    const key = JSON.stringify([L.offset, L.event, L.success, d]);
+    if (key === L.key) return;
+    L.key = key;
+    const p = d.pagination || {};
+    L.total = Number(p.total) || 0;
+    const hasMore = p.hasMore !== undefined ? !!p.hasMore : L.offset + logs.length < L.total;
+    logs.forEach((l) => l.event && state.knownEvents.add(l.event));
+    renderEventFilter();
+
+    const body = $('logs-body');
+    const active = document.activeElement;
+    const focusedId = active && active.closest && body.contains(active) ? active.dataset.id : null;
+
+    const rows = logs.map((log) => {
+      const tr = h('tr', {
+        'data-testid': 'log-row', 'data-id': log.id, tabindex: '0',
+        'data-event': log.event, 'data-success': String(!!log.success),
+        class: log.id === state.detail.id ? 'selected' : null,
+      },
+      h('td', null, timeEl(log.createdAt)),
+      h('td', null, eventCode(log.event)),
+      h('td', null, resultBadge(log)),
+      h('td', { class: 'opt' }, log.statusCode === null || log.statusCode === undefined ? '—' : String(log.statusCode)),
+      h('td', { class: 'opt num' }, numText(log.attempts)));
+      return tr;
+    });
+    body.replaceChildren(...rows);
+
+    const filtered = !!(L.event || L.success);
+    const empty = $('empty-logs');
+    if (!logs.length) {
+      empty.replaceChildren(...(filtered
+        ? [h('p', null, 'No deliveries match these filters.'),
+          h('p', null, 'Choose “All events” and “Any result” to see every delivery.')]
+        : [h('p', null, 'No deliveries yet.'),
+          h('p', null, state.configured
+            ? 'Press “Send test webhook” or publish an event, then press Refresh.'
+            : 'Save a webhook URL above, then press “Send test webhook” to see your first delivery here.')]));
+    }
+    show(empty, !logs.length);
+    show($('logs-wrap'), logs.length > 0);
+    show($('logs-pager'), logs.length > 0 || L.offset > 0);
+
+    setText($('logs-page-info'), logs.length
+      ? `Showing ${L.offset + 1}–${L.offset + logs.length} of ${L.total}`
+      : '');
+    const prev = $('logs-prev');
+    const next = $('logs-next');
+    const prevHadFocus = document.activeElement === prev;
+    const nextHadFocus = document.activeElement === next;
+    prev.disabled = L.offset <= 0;
+    next.disabled = !hasMore;
+    if (prevHadFocus && prev.disabled && !next.disabled) next.focus();
+    if (nextHadFocus && next.disabled && !prev.disabled) prev.focus();
+
+    if (focusedId) {
+      const again = body.querySelector(`tr[data-id="${CSS.escape(focusedId)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  function changeFilter() {
+    state.logs.event = $('filter-event').value;
+    state.logs.success = $('filter-success').value;
+    state.logs.offset = 0;
+    loadLogs();
+  }
+
+  function page(delta) {
+    const L = state.logs;
+    const next = Math.max(0, L.offset + delta * PAGE_SIZE);
+    if (next === L.offset) return;
+    L.offset = next;
+    loadLogs();
+  }
+
+  /* ------------------------------------------------------------ detail */
+
+  async function openDetail(id, quiet) {
+    if (!id) return;
+    const D = state.detail;
+    const panel = $('log-detail');
+    if (!quiet) {
+      D.id = id;
+      D.returnId = id;
+      D.key = '';
+      D.status = null;
+      for (const tr of $('logs-body').querySelectorAll('tr.selected')) tr.classList.remove('selected');
+      const row = $('logs-body').querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+      if (row) row.classList.add('selected');
+      $('detail-body').replaceChildren(h('p', { class: 'muted' }, 'Loading delivery…'));
+      show(panel, true);
+      focusEl($('detail-title'));
+    }
+    const gen = ++state.gen.detail;
+    try {
+      const d = await api('GET', `${API}/logs/${encodeURIComponent(id)}`);
+      if (gen !== state.gen.detail || D.id !== id) return;
+      clearError('detail');
+      renderDetail(d.log || d);
+    } catch (err) {
+      if (gen !== state.gen.detail || D.id !== id) return;
+      if (!quiet) $('detail-body').replaceChildren(h('p', { class: 'muted' }, 'This delivery could not be loaded.'));
+      reportError('detail', err);
+    }
+  }
+
+  function prettyPayload(payload) {
+    if (payload === null || payload === undefined) return '(no payload)';
+    if (typeof payload !== 'string') return JSON.stringify(payload, null, 2);
+    try {
+      return JSON.stringify(JSON.parse(payload), null, 2);
+    } catch (_) {
+      return payload;
+    }
+  }
+
+  function renderDetail(log) {
+    const D = state.detail;
+    const key = JSON.stringify(log);
+    if (key === D.key) return;
+    const bodyEl = $('detail-body');
+    // don't yank content from under the keyboard user during a background refresh
+    if (D.key && bodyEl.contains(document.activeElement)) return;
+    D.key = key;
+    D.status = log.status || null;
+
+    const attempts = Array.isArray(log.attempts) ? log.attempts : [];
+    const item = (label, value) => [h('dt', null, label), h('dd', null, value)];
+    const dl = h('dl', { class: 'detail-grid', 'data-testid': 'detail-fields' },
+      ...item('Status', h('span', { 'data-testid': 'detail-status' }, resultBadge(log))),
+      ...item('Event', h('code', null, log.event || '')),
+      ...item('Delivery ID', h('code', { 'data-testid': 'detail-delivery-id' }, log.deliveryId || '—')),
+      ...item('URL', h('code', null, log.url || '—')),
+      ...item('HTTP status', log.statusCode === null || log.statusCode === undefined ? '—' : String(log.statusCode)),
+      ...item('Attempts', String(attempts.length || (typeof log.attempts === 'number' ? log.attempts : 0))),
+      ...item('Created', timeEl(log.createdAt)),
+      ...item('Delivered', log.deliveredAt ? timeEl(log.deliveredAt) : 'Not delivered'),
+      ...item('Error', log.error ? h('span', { 'data-testid': 'detail-error' }, log.error) : '—'));
+
+    let attemptsBlock;
+    if (attempts.length) {
+      attemptsBlock = h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'attempts-table' },
+        h('caption', { class: 'visually-hidden' }, 'Delivery attempts'),
+        h('thead', null, h('tr', null,
+          h('th', { scope: 'col', class: 'num' }, '#'),
+          h('th', { scope: 'col' }, 'Time'),
+          h('th', { scope: 'col' }, 'HTTP status'),
+          h('th', { scope: 'col', class: 'num' }, 'Duration'),
+          h('th', { scope: 'col' }, 'Error'))),
+        h('tbody', null, ...attempts.map((a) => h('tr', { 'data-testid': 'attempt-row' },
+          h('td', { class: 'num' }, numText(a.attempt)),
+          h('td', null, timeEl(a.createdAt)),
+          h('td', null, a.statusCode === null || a.statusCode === undefined ? '—' : String(a.statusCode)),
+          h('td', { class: 'num' }, a.durationMs === null || a.durationMs === undefined ? '—' : `${a.durationMs} ms`),
+          h('td', null, a.error || '—'))))));
+    } else {
+      attemptsBlock = h('p', { class: 'muted small' }, 'No attempts yet: the delivery is queued and will be sent shortly.');
+    }
+
+    bodyEl.replaceChildren(dl,
+      h('h3', null, 'Attempts'), attemptsBlock,
+      h('h3', { id: 'payload-title' }, 'Payload'),
+      h('pre', {
+        class: 'payload', 'data-testid': 'payload', tabindex: '0', 'aria-labelledby': 'payload-title',
+      }, prettyPayload(log.payload)));
+  }
+
+  function closeDetail() {
+    const D = state.detail;
+    const returnId = D.returnId;
+    state.gen.detail += 1;
+    D.id = null;
+    D.key = '';
+    D.status = null;
+    show($('log-detail'), false);
+    $('detail-body').replaceChildren();
+    for (const tr of $('logs-body').querySelectorAll('tr.selected')) tr.classList.remove('selected');
+    const row = returnId && $('logs-body').querySelector(`tr[data-id="${CSS.escape(returnId)}"]`);
+    focusEl(row || $('logs-title'));
+  }
+
+  /* ----------------------------------------------------------- refresh */
+
+  function refreshData({ logs, stats, chart, detail }) {
+    const jobs = [];
+    if (logs) jobs.push(loadLogs());
+    if (stats) jobs.push(loadStats());
+    if (chart) jobs.push(loadChart());
+    if (detail && state.detail.id) jobs.push(openDetail(state.detail.id, true));
+    const session = state.session;
+    return Promise.allSettled(jobs).then(() => {
+      if (session !== state.session) return;
+      const now = new Date();
+      const el = $('last-updated');
+      el.replaceChildren('Updated ', h('time', { datetime: now.toISOString(), title: now.toISOString() },
+        now.toLocaleTimeString()));
+    });
+  }
+
+  let manualRefreshRunning = false;
+  async function manualRefresh() {
+    if (manualRefreshRunning) return;
+    manualRefreshRunning = true;
+    $('refresh').setAttribute('aria-busy', 'true');
+    try {
+      await refreshData({ logs: true, stats: true, chart: true, detail: true });
+    } finally {
+      manualRefreshRunning = false;
+      $('refresh').removeAttribute('aria-busy');
+    }
+  }
+
+  function tick() {
+    if (!state.token || document.visibilityState !== 'visible') return;
+    // keep it cheap: skip anything still in flight; chart only on manual refresh
+    const logs = state.logs.inflight === 0;
+    const stats = state.stats.inflight === 0;
+    // an open detail is only re-fetched while its delivery is still unfinished
+    const st = state.detail.status;
+    const detail = !!state.detail.id && state.detail.key !== '' && (st === 'pending' || st === 'in_flight');
+    if (logs || stats || detail) {
+      refreshData({ logs, stats, chart: false, detail });
+    }
+  }
+
+  function startTimer() {
+    stopTimer();
+    state.timer = window.setInterval(tick, AUTO_REFRESH_MS);
+  }
+
+  function stopTimer() {
+    if (state.timer !== null) window.clearInterval(state.timer);
+    state.timer = null;
+  }
+
+  /* ------------------------------------------------------------- wiring */
+
+  function init() {
+    $('signin-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const token = $('token-input').value.trim();
+      setText($('signin-status'), '');
+      if (!token) {
+        setText($('signin-error'), 'Paste your API token first.');
+        focusEl($('token-input'));
+        return;
+      }
+      startSession(token, false);
+    });
+    $('sign-out').addEventListener('click', signOut);
+    $('refresh').addEventListener('click', manualRefresh);
+    $('api-error-dismiss').addEventListener('click', () => {
+      clearAllErrors();
+      focusEl($('dashboard-title'));
+    });
+
+    $('config-form').addEventListener('submit', saveConfig);
+    $('copy-secret').addEventListener('click', copySecret);
+    $('secret-hide').addEventListener('click', () => {
+      hideSecret();
+      focusEl($('config-title'));
+    });
+    $('test-send').addEventListener('click', testSend);
+    $('regenerate').addEventListener('click', () => openConfirm('regenerate'));
+    $('regenerate-cancel').addEventListener('click', () => closeConfirm('regenerate', true));
+    $('regenerate-confirm').addEventListener('click', regenerate);
+    $('delete-config').addEventListener('click', () => openConfirm('delete'));
+    $('delete-cancel').addEventListener('click', () => closeConfirm('delete', true));
+    $('delete-confirm').addEventListener('click', deleteConfig);
+    for (const kind of ['regenerate', 'delete']) {
+      $(`${kind}-box`).addEventListener('keydown', (ev) => {
+        if (ev.key === 'Escape') {
+          ev.preventDefault();
+          closeConfirm(kind, true);
+        }
+      });
+    }
+
+    for (const b of document.querySelectorAll('[data-window]')) {
+      b.addEventListener('click', () => setWindow(b.dataset.window));
+    }
+
+    $('filter-event').addEventListener('change', changeFilter);
+    $('filter-success').addEventListener('change', changeFilter);
+    $('logs-prev').addEventListener('click', () => page(-1));
+    $('logs-next').addEventListener('click', () => page(1));
+
+    const body = $('logs-body');
+    body.addEventListener('click', (ev) => {
+      const tr = ev.target.closest('tr[data-id]');
+      if (tr) openDetail(tr.dataset.id, false);
+    });
+    body.addEventListener('keydown', (ev) => {
+      const tr = ev.target.closest('tr[data-id]');
+      if (!tr || ev.target !== tr) return;
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        openDetail(tr.dataset.id, false);
+      } else if (ev.key === 'ArrowDown' && tr.nextElementSibling) {
+        ev.preventDefault();
+        tr.nextElementSibling.focus();
+      } else if (ev.key === 'ArrowUp' && tr.previousElementSibling) {
+        ev.preventDefault();
+        tr.previousElementSibling.focus();
+      }
+    });
+    $('log-detail-close').addEventListener('click', closeDetail);
+    $('log-detail').addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') {
+        ev.preventDefault();
+        closeDetail();
+      }
+    });
+
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState === 'visible') tick();
+    });
+
+    let resizeTimer = null;
+    const onResize = () => {
+      window.clearTimeout(resizeTimer);
+      resizeTimer = window.setTimeout(() => {
+        if (state.chart.data) renderChart();
+      }, 120);
+    };
+    if (window.ResizeObserver) {
+      let lastW = 0;
+      new ResizeObserver((entries) => {
+        const w = Math.round(entries[0].contentRect.width);
+        if (w && w !== lastW) {
+          lastW = w;
+          onResize();
+        }
+      }).observe($('chart-box'));
+    } else {
+      window.addEventListener('resize', onResize);
+    }
+
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) {
+      startSession(saved, true);
+    } else {
+      showSignIn('');
+    }
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();

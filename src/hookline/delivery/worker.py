@@ -1,0 +1,237 @@
+"""The worker: claim due deliveries in batches, send them concurrently, record the outcomes
+in batches. Leases make a dead worker's deliveries come back; a stop gives them back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from datetime import datetime, timedelta
+
+from hookline import ids
+from hookline.config import Settings
+from hookline.delivery.retry import RetryPolicy
+from hookline.delivery.sender import Outcome, OutcomeKind, Sender
+from hookline.payload import build_headers
+from hookline.store import AttemptRecord, Job, Status, Store
+from hookline.timeutil import utcnow
+
+log = logging.getLogger("hookline.worker")
+
+MAINTENANCE_EVERY_S = 5.0
+
+
+def policy_for(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(settings.retry_delays_s, settings.retry_after_cap_s)
+
+
+def decide(job: Job, outcome: Outcome, started_at: datetime, policy: RetryPolicy) -> AttemptRecord:
+    """Turn one attempt's outcome into the record that moves the delivery on."""
+    attempt = job.delivery.attempts + 1
+    failed_at = utcnow()
+    retry_at = None
+    if not outcome.ok:
+        retry_at = policy.next_attempt_at(
+            attempt, job.delivery.max_attempts, failed_at, outcome.retryable, outcome.retry_after_s
+        )
+    if outcome.ok:
+        status = Status.SUCCEEDED
+    elif retry_at is not None:
+        status = Status.PENDING
+    else:
+        status = Status.FAILED
+    return AttemptRecord(
+        log_id=job.delivery.id,
+        attempt=attempt,
+        started_at=started_at,
+        duration_ms=outcome.duration_ms,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        response_excerpt=outcome.response_excerpt,
+        next_status=status,
+        next_attempt_at=retry_at,
+    )
+
+
+async def attempt(job: Job, sender: Sender, settings: Settings) -> tuple[Outcome, datetime]:
+    """Sign and send one attempt of ``job``; returns its outcome and start time."""
+    started_at = utcnow()
+    if job.url is None:
+        outcome = Outcome(OutcomeKind.BLOCKED, 0, error="webhook configuration was deleted")
+        return outcome, started_at
+    delivery = job.delivery
+    headers = build_headers(
+        body=delivery.body,
+        event=delivery.event,
+        delivery_id=delivery.delivery_id,
+        secrets=job.secrets,
+        timestamp_s=int(started_at.timestamp()),
+        user_agent=settings.user_agent,
+    )
+    return await sender.send(job.url, delivery.body, headers), started_at
+
+
+class Worker:
+    """Moves deliveries from pending to a final state. One per process is plenty."""
+
+    def __init__(
+        self,
+        store: Store,
+        sender: Sender,
+        settings: Settings,
+        wake: asyncio.Event | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.store = store
+        self.sender = sender
+        self.settings = settings
+        self.policy = policy_for(settings)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
+        self.wake = wake or asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._slot_free = asyncio.Event()
+        self._results: list[AttemptRecord] = []
+        self._results_ready = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop claiming; run() then finishes or releases what is in flight and returns."""
+        self._stopping.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        """Work until stop() is called."""
+        stop_listening = await self.store.listen(self.wake.set)
+        writer = asyncio.create_task(self._write_results(), name="hookline-results")
+        upkeep = asyncio.create_task(self._maintain(), name="hookline-maintenance")
+        log.info("worker %s started", self.name)
+        try:
+            await self._claim_loop()
+        finally:
+            upkeep.cancel()
+            await self._drain()
+            self._results_ready.set()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await self._flush()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+            if stop_listening is not None:
+                await stop_listening()
+            log.info("worker %s stopped", self.name)
+
+    async def _claim_loop(self) -> None:
+        concurrency = self.settings.worker_concurrency
+        while not self._stopping.is_set():
+            free = concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            self.wake.clear()
+            want = min(free, self.settings.worker_batch_size)
+            try:
+                jobs = await self.store.claim(self.name, want)
+            except Exception:
+                log.exception("claiming deliveries failed; retrying shortly")
+                await self._sleep(self.settings.poll_interval_s)
+                continue
+            for job in jobs:
+                task = asyncio.create_task(self._run_job(job))
+                self._inflight[job.delivery.id] = task
+            if len(jobs) == want:
+                continue  # there may be more due right now
+            await self._sleep(await self._idle_wait_s())
+
+    async def _idle_wait_s(self) -> float:
+        """How long to sleep when nothing is due: until the next retry, at most a poll."""
+        wait_s = self.settings.poll_interval_s
+        try:
+            due = await self.store.next_due()
+        except Exception:
+            log.exception("reading the next due time failed")
+            return wait_s
+        if due is not None:
+            wait_s = min(wait_s, max(0.0, (due - utcnow()).total_seconds()))
+        return wait_s
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep until woken (new delivery, stop) or ``seconds`` pass."""
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+
+    async def _run_job(self, job: Job) -> None:
+        try:
+            outcome, started_at = await attempt(job, self.sender, self.settings)
+            record = decide(job, outcome, started_at, self.policy)
+            self._results.append(record)
+            self._results_ready.set()
+            if record.next_status is Status.PENDING and record.next_attempt_at is not None:
+                # Wake up for our own retry instead of waiting for the next poll.
+                delay_s = (record.next_attempt_at - utcnow()).total_seconds()
+                asyncio.get_running_loop().call_later(max(0.0, delay_s), self.wake.set)
+        finally:
+            self._inflight.pop(job.delivery.id, None)
+            self._slot_free.set()
+
+    async def _write_results(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Write every finished attempt so far in one transaction."""
+        while self._results:
+            batch, self._results = self._results, []
+            try:
+                await self.store.record(self.name, batch)
+            except Exception:
+                # Keep them: the lease still protects these rows, so try again shortly.
+                log.exception("recording %d attempts failed; retrying", len(batch))
+                self._results = batch + self._results
+                await asyncio.sleep(0.5)
+
+    async def _drain(self) -> None:
+        """Let in-flight attempts finish within the grace period; give back the rest."""
+        if not self._inflight:
+            return
+        pending = list(self._inflight.values())
+        _, not_done = await asyncio.wait(pending, timeout=self.settings.shutdown_grace_s)
+        if not_done:
+            unfinished = [log_id for log_id, task in self._inflight.items() if task in not_done]
+            for task in not_done:
+                task.cancel()
+            await asyncio.gather(*not_done, return_exceptions=True)
+            try:
+                released = await self.store.release(self.name, unfinished)
+                log.info("released %d unfinished deliveries", released)
+            except Exception:
+                log.exception("releasing deliveries failed; their leases will expire")
+
+    async def _maintain(self) -> None:
+        """Bring back deliveries of dead workers; purge old logs now and then."""
+        every_s = min(MAINTENANCE_EVERY_S, self.settings.lease_s / 4)
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                if await self.store.reclaim_expired():
+                    self.wake.set()
+                if loop.time() - last_purge >= self.settings.purge_interval_s or not last_purge:
+                    last_purge = loop.time()
+                    purged = await self.store.purge(timedelta(days=self.settings.retention_days))
+                    if purged:
+                        log.info(
+                            "purged %d deliveries older than %g days",
+                            purged,
+                            self.settings.retention_days,
+                        )
+            except Exception:
+                log.exception("maintenance failed; trying again later")
+            await asyncio.sleep(every_s)

@@ -1,0 +1,139 @@
+"""The bytes on the wire: the webhook body, its headers, and both signatures.
+
+The body is compact UTF-8 JSON in the guide's key order, written so that a receiver that
+re-serialises the parsed body with JavaScript's ``JSON.stringify`` gets the same bytes back
+(the guide's Node verification example does exactly that).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from hookline.timeutil import iso_millis
+
+SECRET_PREFIX = "whsec_"
+
+
+class PayloadError(ValueError):
+    """The event data cannot be represented as JSON that receivers read back identically."""
+
+
+def _js_number(value: float) -> str:
+    """Format a finite float the way JavaScript's Number.prototype.toString does."""
+    if value == 0:
+        return "0"
+    sign, digits_tuple, exponent = Decimal(repr(value)).as_tuple()
+    assert isinstance(exponent, int)
+    digits = "".join(map(str, digits_tuple)).rstrip("0") or "0"
+    # value = 0.d1d2...dk * 10**n  (ECMA-262 Number::toString)
+    n = len(digits_tuple) + exponent
+    k = len(digits)
+    prefix = "-" if sign else ""
+    if k <= n <= 21:
+        text = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        text = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        text = "0." + "0" * (-n) + digits
+    else:
+        exp = n - 1
+        mantissa = digits[0] + ("." + digits[1:] if k > 1 else "")
+        text = f"{mantissa}e{'+' if exp >= 0 else '-'}{abs(exp)}"
+    return prefix + text
+
+
+def _jsonable(value: Any) -> Any:
+    """Copy ``value`` with floats pre-rendered in JavaScript's notation."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise PayloadError("data contains a number that is not finite (NaN or Infinity)")
+        if value.is_integer() and abs(value) < 1e21:
+            return int(value)
+        return orjson.Fragment(_js_number(value))
+    if isinstance(value, Mapping):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, Sequence):
+        return [_jsonable(item) for item in value]
+    raise PayloadError(f"data contains a value JSON cannot hold: {type(value).__name__}")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes that round-trip through JSON.parse/JSON.stringify unchanged."""
+    try:
+        return orjson.dumps(_jsonable(value))
+    except orjson.JSONEncodeError as exc:
+        raise PayloadError(f"data cannot be encoded as JSON: {exc}") from exc
+
+
+def build_body(
+    event: str, delivery_id: str, timestamp: datetime, user_id: str, data: Mapping[str, Any]
+) -> bytes:
+    """The guide's payload ``{event, deliveryId, timestamp, userId, data}`` as bytes."""
+    return dumps(
+        {
+            "event": event,
+            "deliveryId": delivery_id,
+            "timestamp": iso_millis(timestamp),
+            "userId": user_id,
+            "data": data,
+        }
+    )
+
+
+def guide_signature(secret: str, body: bytes) -> str:
+    """X-Webhook-Signature: lowercase hex HMAC-SHA256 of the body, keyed with the secret's UTF-8."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def standard_signature(secret: str, msg_id: str, timestamp_s: int, body: bytes) -> str:
+    """One Standard Webhooks v1 signature, ``v1,<base64>``."""
+    key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+    signed = f"{msg_id}.{timestamp_s}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def build_headers(
+    *,
+    body: bytes,
+    event: str,
+    delivery_id: str,
+    secrets: Sequence[str],
+    timestamp_s: int,
+    user_agent: str,
+) -> dict[str, str]:
+    """Headers for one attempt: the guide's five plus Standard Webhooks' three.
+
+    ``secrets`` is newest first: the guide's signature uses the newest; ``webhook-signature``
+    carries one signature per secret still in use, space-separated.
+    """
+    return {
+        "Content-Type": "application/json",
+        "X-Webhook-Signature": guide_signature(secrets[0], body),
+        "X-Webhook-Event": event,
+        "X-Webhook-Delivery-Id": delivery_id,
+        "User-Agent": user_agent,
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(timestamp_s),
+        "webhook-signature": " ".join(
+            standard_signature(secret, delivery_id, timestamp_s, body) for secret in secrets
+        ),
+    }
+
+
+def verify_guide_signature(secret: str, body: bytes, signature: str) -> bool:
+    """Check X-Webhook-Signature against the raw body, in constant time."""
+    return hmac.compare_digest(guide_signature(secret, body), signature)

@@ -1,0 +1,347 @@
+"""The store: durable state behind one facade. Transactions and secret encryption live here;
+the statements themselves live in ``queries``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from hookline import ids
+from hookline.config import Settings
+from hookline.crypto import SecretBox, load_box
+from hookline.events import TEST_EVENT
+from hookline.store import queries
+from hookline.store.db import Database
+from hookline.store.queries import AttemptRecord, Claimed, EndpointRow, Enqueued, User
+from hookline.store.schema import Status
+from hookline.timeutil import utcnow
+
+__all__ = [
+    "AttemptRecord",
+    "Claimed",
+    "EndpointRow",
+    "Enqueued",
+    "Job",
+    "NotFound",
+    "Status",
+    "Store",
+    "User",
+]
+
+
+class NotFound(LookupError):
+    """The row an operation needs does not exist."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed delivery with what its attempt needs: the target URL and signing secrets."""
+
+    delivery: Claimed
+    url: str | None  # None when the endpoint was deleted after the event was accepted
+    secrets: list[str]  # newest first
+
+
+class Store:
+    """Everything hookline keeps, for one database."""
+
+    def __init__(self, settings: Settings, box: SecretBox | None = None) -> None:
+        self.settings = settings
+        self._box = box
+        self.db = Database(settings.database_url)
+
+    @property
+    def box(self) -> SecretBox:
+        """The secret encryption keys, loaded when first needed."""
+        if self._box is None:
+            self._box = load_box(self.settings)
+        return self._box
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    # --- users and tokens ---------------------------------------------------------------
+
+    async def create_user(self, name: str, is_admin: bool) -> tuple[User, str, str]:
+        """A new user and its first token: (user, token id, token)."""
+        async with self.db.write() as conn:
+            now = utcnow()
+            user = await queries.insert_user(conn, name, is_admin, now)
+            token_id, token = await queries.insert_token(conn, user.id, now)
+        return user, token_id, token
+
+    async def bootstrap_admin(self, name: str = "admin") -> tuple[User, str] | None:
+        """On an empty database, create the first admin; None when users already exist."""
+        async with self.db.write() as conn:
+            if await queries.count_users(conn):
+                return None
+            now = utcnow()
+            user = await queries.insert_user(conn, name, True, now)
+            _, token = await queries.insert_token(conn, user.id, now)
+        return user, token
+
+    async def create_token(self, user_id: str) -> tuple[str, str]:
+        async with self.db.write() as conn:
+            if await queries.get_user(conn, user_id) is None:
+                raise NotFound(f"no user with id {user_id}")
+            return await queries.insert_token(conn, user_id, utcnow())
+
+    async def revoke_token(self, token_id: str) -> None:
+        async with self.db.write() as conn:
+            if not await queries.revoke_token(conn, token_id, utcnow()):
+                raise NotFound(f"no live token with id {token_id}")
+
+    async def authenticate(self, token: str) -> User | None:
+        """The user a bearer token belongs to, if it is live.
+
+        The lookup is by SHA-256 of the token through a unique index, so timing reveals
+        nothing about stored tokens.
+        """
+        async with self.db.read() as conn:
+            return await queries.user_by_token_hash(conn, queries.hash_token(token))
+
+    # --- the webhook configuration ------------------------------------------------------
+
+    async def get_config(self, user_id: str) -> EndpointRow | None:
+        async with self.db.read() as conn:
+            return await queries.get_endpoint(conn, user_id)
+
+    async def save_config(
+        self,
+        user_id: str,
+        url: str | None,
+        enabled: bool | None,
+        events: Sequence[str] | None,
+        default_events: Sequence[str],
+    ) -> tuple[EndpointRow, str]:
+        """Create or update the user's webhook; omitted fields keep their value (or default).
+
+        Returns the saved endpoint and its current secret. An update keeps the secret.
+        """
+        async with self.db.write() as conn:
+            now = utcnow()
+            current = await queries.get_endpoint(conn, user_id)
+            if current is None:
+                if url is None:
+                    raise ValueError("url is required")
+                secret = ids.new_secret()
+                await queries.insert_endpoint(
+                    conn,
+                    user_id,
+                    url,
+                    True if enabled is None else enabled,
+                    list(default_events) if events is None else events,
+                    self.box.encrypt(secret),
+                    now,
+                )
+            else:
+                secret = self.box.decrypt(current.secret_enc)
+                await queries.update_endpoint(
+                    conn,
+                    current.id,
+                    current.url if url is None else url,
+                    current.enabled if enabled is None else enabled,
+                    current.enabled_events if events is None else events,
+                    now,
+                )
+            saved = await queries.get_endpoint(conn, user_id)
+        assert saved is not None
+        return saved, secret
+
+    async def regenerate_secret(self, user_id: str, grace_s: float) -> tuple[str, datetime | None]:
+        """Give the webhook a new secret; the old one keeps signing for ``grace_s`` seconds.
+
+        Returns (new secret, when the old one stops being used or None when at once).
+        """
+        async with self.db.write() as conn:
+            now = utcnow()
+            current = await queries.get_endpoint(conn, user_id)
+            if current is None:
+                raise NotFound("no webhook configuration")
+            until = now + timedelta(seconds=grace_s) if grace_s > 0 else None
+            old = [o for o in current.old_secrets if o["until"] > now.timestamp()]
+            if until is not None:
+                old.insert(0, {"enc": current.secret_enc, "until": until.timestamp()})
+            secret = ids.new_secret()
+            await queries.set_secrets(
+                conn,
+                current.id,
+                self.box.encrypt(secret),
+                old[: self.settings.max_old_secrets],
+                now,
+            )
+        return secret, until
+
+    async def delete_config(self, user_id: str) -> None:
+        async with self.db.write() as conn:
+            if not await queries.delete_endpoint(conn, user_id):
+                raise NotFound("no webhook configuration")
+
+    def signing_secrets(self, endpoint: EndpointRow, now: datetime) -> list[str]:
+        """The secrets that sign a delivery now: the current one, then unexpired old ones."""
+        secrets = [self.box.decrypt(endpoint.secret_enc)]
+        secrets += [
+            self.box.decrypt(old["enc"])
+            for old in endpoint.old_secrets
+            if old["until"] > now.timestamp()
+        ]
+        return secrets
+
+    async def rotate_keys(self, progress: Callable[[int], None] | None = None) -> int:
+        """Re-encrypt every stored secret under the newest key; returns how many endpoints."""
+        async with self.db.read() as conn:
+            endpoint_ids = [e.id for e in await queries.all_endpoints(conn)]
+        done = 0
+        for endpoint_id in endpoint_ids:
+            async with self.db.write() as conn:
+                found = await queries.endpoints_by_id(conn, [endpoint_id])
+                if endpoint_id in found:
+                    endpoint = found[endpoint_id]
+                    old = [{**o, "enc": self.box.rotate(o["enc"])} for o in endpoint.old_secrets]
+                    await queries.set_secrets(
+                        conn, endpoint.id, self.box.rotate(endpoint.secret_enc), old
+                    )
+            done += 1
+            if progress is not None:
+                progress(1)
+        return done
+
+    # --- publishing ---------------------------------------------------------------------
+
+    async def publish(self, user_id: str, event: str, data: Mapping[str, Any]) -> Enqueued:
+        """Accept an event: its deliveries are durable when this returns."""
+        async with self.db.write() as conn:
+            return await queries.enqueue(
+                conn,
+                user_id=user_id,
+                event=event,
+                data=data,
+                now=utcnow(),
+                max_attempts=self.settings.max_attempts,
+            )
+
+    async def start_test(self, user_id: str, data: Mapping[str, Any]) -> tuple[Job, str]:
+        """Store a test delivery leased to a one-off owner, for one immediate attempt.
+
+        Returns the job and the lease owner to record its attempt under.
+        """
+        owner = "test-" + ids.new_id()
+        async with self.db.write() as conn:
+            now = utcnow()
+            endpoint = await queries.get_endpoint(conn, user_id)
+            if endpoint is None:
+                raise NotFound("no webhook configuration")
+            log_id, _ = await queries.insert_delivery(
+                conn,
+                user_id=user_id,
+                endpoint=endpoint,
+                event=TEST_EVENT,
+                data=data,
+                now=now,
+                max_attempts=1,
+                status=Status.IN_FLIGHT,
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=self.settings.lease_s),
+            )
+            claimed = await queries.lease_one(conn, log_id, owner, now)
+        assert claimed is not None
+        return Job(claimed, endpoint.url, self.signing_secrets(endpoint, now)), owner
+
+    # --- the worker ---------------------------------------------------------------------
+
+    async def claim(self, worker: str, limit: int) -> list[Job]:
+        """Lease up to ``limit`` due deliveries to ``worker``, with their targets and secrets."""
+        async with self.db.write() as conn:
+            now = utcnow()
+            lease_until = now + timedelta(seconds=self.settings.lease_s)
+            claimed = await queries.claim_due(conn, worker, limit, now, lease_until)
+            found = await queries.endpoints_by_id(
+                conn, (c.endpoint_id for c in claimed if c.endpoint_id)
+            )
+        jobs = []
+        for delivery in claimed:
+            endpoint = found.get(delivery.endpoint_id or "")
+            if endpoint is None:
+                jobs.append(Job(delivery, None, []))
+            else:
+                jobs.append(Job(delivery, endpoint.url, self.signing_secrets(endpoint, now)))
+        return jobs
+
+    async def record(self, worker: str, records: Sequence[AttemptRecord]) -> list[str]:
+        """Record attempts and their consequences in one transaction."""
+        async with self.db.write() as conn:
+            return await queries.record_attempts(conn, worker, records, utcnow())
+
+    async def release(self, worker: str, log_ids: Sequence[str]) -> int:
+        async with self.db.write() as conn:
+            return await queries.release(conn, worker, log_ids, utcnow())
+
+    async def reclaim_expired(self) -> int:
+        async with self.db.write() as conn:
+            return await queries.reclaim_expired(conn, utcnow())
+
+    async def next_due(self) -> datetime | None:
+        async with self.db.read() as conn:
+            return await queries.next_due(conn)
+
+    async def purge(self, older_than: timedelta, batch: int = 1000) -> int:
+        """Delete finished deliveries older than ``older_than``; returns how many."""
+        cutoff = utcnow() - older_than
+        total = 0
+        while True:
+            async with self.db.write() as conn:
+                deleted = await queries.purge_before(conn, cutoff, batch)
+            total += deleted
+            if deleted < batch:
+                return total
+
+    async def listen(self, on_notify: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
+        """Call ``on_notify`` whenever a delivery is enqueued (PostgreSQL LISTEN/NOTIFY).
+
+        Returns a coroutine function that stops listening, or None on SQLite.
+        """
+        if self.db.sqlite:
+            return None
+        import asyncpg
+
+        dsn = make_url(self.settings.database_url).set(drivername="postgresql")
+        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        await conn.add_listener(queries.NOTIFY_CHANNEL, lambda *_: on_notify())
+
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=5)
+
+        return stop
+
+    # --- views --------------------------------------------------------------------------
+
+    async def logs_page(
+        self, user_id: str, limit: int, offset: int, event: str | None, success: bool | None
+    ) -> tuple[list[Any], int]:
+        async with self.db.read() as conn:
+            return await queries.logs_page(conn, user_id, limit, offset, event, success)
+
+    async def log_detail(self, user_id: str, log_id: str) -> tuple[Any, list[Any]]:
+        async with self.db.read() as conn:
+            found = await queries.log_detail(conn, user_id, log_id)
+        if found is None:
+            raise NotFound(f"no delivery log with id {log_id}")
+        return found
+
+    async def stats(self, user_id: str) -> tuple[dict[str, queries.Counts], int]:
+        """(counters by event, open deliveries)."""
+        async with self.db.read() as conn:
+            return await queries.counters(conn, user_id), await queries.open_count(conn, user_id)
+
+    async def timeseries(
+        self, user_id: str, start: datetime, bucket: timedelta
+    ) -> dict[tuple[int, str], int]:
+        async with self.db.read() as conn:
+            return await queries.timeseries(conn, user_id, start, bucket)

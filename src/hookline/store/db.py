@@ -1,0 +1,87 @@
+"""Engines: SQLite tuned for one writer at a time (WAL, busy_timeout, BEGIN IMMEDIATE),
+PostgreSQL as it comes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def is_sqlite(url: str) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not open transactions itself; "begin" below does, explicitly.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
+    """(writer, reader) engines for ``url``; the same engine twice on PostgreSQL.
+
+    On SQLite the writer starts every transaction with BEGIN IMMEDIATE so that a writer takes
+    the lock up front instead of failing to upgrade a read lock; readers use deferred BEGIN
+    and never block behind writers thanks to WAL.
+    """
+    if not is_sqlite(url):
+        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False)
+        return engine, engine
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    writer = create_async_engine(url)
+    reader = create_async_engine(url)
+    for engine, begin_sql in ((writer, "BEGIN IMMEDIATE"), (reader, "BEGIN")):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine.sync_engine,
+            "begin",
+            lambda conn, sql=begin_sql: conn.exec_driver_sql(sql),
+        )
+    return writer, reader
+
+
+class Database:
+    """The two engines plus the in-process write lock SQLite wants."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.sqlite = is_sqlite(url)
+        self.writer, self.reader = create_engines(url)
+        # One writer at a time inside this process: cheaper than contending on SQLite's lock.
+        self._write_lock = asyncio.Lock() if self.sqlite else None
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed when the block ends without an exception."""
+        if self._write_lock is None:
+            async with self.writer.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.reader.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()

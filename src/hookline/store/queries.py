@@ -1,0 +1,741 @@
+"""Named statements: the only SQL in hookline. Each function runs one unit of work on a
+connection the caller owns, so several can share a transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, and_, delete, func, insert, select, text, type_coerce, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookline import ids
+from hookline.payload import build_body
+from hookline.store.schema import (
+    Status,
+    api_tokens,
+    deliveries,
+    delivery_attempts,
+    delivery_stats,
+    endpoints,
+    users,
+)
+from hookline.timeutil import to_micros
+
+NOTIFY_CHANNEL = "hookline_deliveries"
+DEFAULT_SLOT = "default"
+
+
+# --- users and tokens -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    name: str
+    is_admin: bool
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of an API token: tokens are 32 random bytes, so no salt or KDF is needed."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+async def insert_user(conn: AsyncConnection, name: str, is_admin: bool, now: datetime) -> User:
+    """Create a user."""
+    user = User(id=ids.new_id(), name=name, is_admin=is_admin)
+    await conn.execute(
+        insert(users).values(id=user.id, name=name, is_admin=is_admin, created_at=now)
+    )
+    return user
+
+
+async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
+    """One user by id."""
+    row = (
+        await conn.execute(
+            select(users.c.id, users.c.name, users.c.is_admin).where(users.c.id == user_id)
+        )
+    ).first()
+    return None if row is None else User(row.id, row.name, row.is_admin)
+
+
+async def count_users(conn: AsyncConnection) -> int:
+    """How many users exist (to know whether this is a first start)."""
+    return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+
+
+async def insert_token(conn: AsyncConnection, user_id: str, now: datetime) -> tuple[str, str]:
+    """Issue a token for a user; returns (token id, token). Only the hash is stored."""
+    token_id, token = ids.new_id(), ids.new_token()
+    await conn.execute(
+        insert(api_tokens).values(
+            id=token_id, user_id=user_id, token_hash=hash_token(token), created_at=now
+        )
+    )
+    return token_id, token
+
+
+async def revoke_token(conn: AsyncConnection, token_id: str, now: datetime) -> bool:
+    """Revoke a token; False when no live token has that id."""
+    result = await conn.execute(
+        update(api_tokens)
+        .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return result.rowcount == 1
+
+
+async def user_by_token_hash(conn: AsyncConnection, token_hash: str) -> User | None:
+    """The owner of a live (unrevoked) token, looked up by the token's hash."""
+    row = (
+        await conn.execute(
+            select(users.c.id, users.c.name, users.c.is_admin)
+            .join(api_tokens, api_tokens.c.user_id == users.c.id)
+            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
+        )
+    ).first()
+    return None if row is None else User(row.id, row.name, row.is_admin)
+
+
+# --- endpoints --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointRow:
+    id: str
+    user_id: str
+    url: str
+    enabled: bool
+    enabled_events: list[str]
+    secret_enc: str
+    old_secrets: list[dict[str, Any]]  # [{"enc": fernet token, "until": epoch seconds}]
+    created_at: datetime
+    updated_at: datetime
+
+
+_ENDPOINT_COLUMNS = (
+    endpoints.c.id,
+    endpoints.c.user_id,
+    endpoints.c.url,
+    endpoints.c.enabled,
+    endpoints.c.enabled_events,
+    endpoints.c.secret_enc,
+    endpoints.c.old_secrets,
+    endpoints.c.created_at,
+    endpoints.c.updated_at,
+)
+
+
+def _endpoint(row: Any) -> EndpointRow:
+    return EndpointRow(
+        id=row.id,
+        user_id=row.user_id,
+        url=row.url,
+        enabled=bool(row.enabled),
+        enabled_events=json.loads(row.enabled_events),
+        secret_enc=row.secret_enc,
+        old_secrets=json.loads(row.old_secrets),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def get_endpoint(
+    conn: AsyncConnection, user_id: str, slot: str = DEFAULT_SLOT
+) -> EndpointRow | None:
+    """A user's endpoint in a slot."""
+    row = (
+        await conn.execute(
+            select(*_ENDPOINT_COLUMNS).where(
+                endpoints.c.user_id == user_id, endpoints.c.slot == slot
+            )
+        )
+    ).first()
+    return None if row is None else _endpoint(row)
+
+
+async def endpoints_by_id(
+    conn: AsyncConnection, endpoint_ids: Iterable[str]
+) -> dict[str, EndpointRow]:
+    """Endpoints by id, for the deliveries a worker just claimed."""
+    wanted = sorted(set(endpoint_ids))
+    if not wanted:
+        return {}
+    rows = await conn.execute(select(*_ENDPOINT_COLUMNS).where(endpoints.c.id.in_(wanted)))
+    return {row.id: _endpoint(row) for row in rows}
+
+
+async def all_endpoints(conn: AsyncConnection) -> list[EndpointRow]:
+    """Every endpoint (for re-encrypting secrets)."""
+    return [_endpoint(row) for row in await conn.execute(select(*_ENDPOINT_COLUMNS))]
+
+
+async def insert_endpoint(
+    conn: AsyncConnection,
+    user_id: str,
+    url: str,
+    enabled: bool,
+    events: Sequence[str],
+    secret_enc: str,
+    now: datetime,
+) -> str:
+    """Create a user's default endpoint; returns its id."""
+    endpoint_id = ids.new_id()
+    await conn.execute(
+        insert(endpoints).values(
+            id=endpoint_id,
+            user_id=user_id,
+            slot=DEFAULT_SLOT,
+            url=url,
+            enabled=enabled,
+            enabled_events=json.dumps(list(events)),
+            secret_enc=secret_enc,
+            old_secrets="[]",
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    return endpoint_id
+
+
+async def update_endpoint(
+    conn: AsyncConnection,
+    endpoint_id: str,
+    url: str,
+    enabled: bool,
+    events: Sequence[str],
+    now: datetime,
+) -> None:
+    """Change an endpoint's URL, switch and events; its secret stays."""
+    await conn.execute(
+        update(endpoints)
+        .where(endpoints.c.id == endpoint_id)
+        .values(url=url, enabled=enabled, enabled_events=json.dumps(list(events)), updated_at=now)
+    )
+
+
+async def set_secrets(
+    conn: AsyncConnection,
+    endpoint_id: str,
+    secret_enc: str,
+    old_secrets: list[dict[str, Any]],
+    now: datetime | None = None,
+) -> None:
+    """Replace an endpoint's current and previous secrets."""
+    values: dict[str, Any] = {"secret_enc": secret_enc, "old_secrets": json.dumps(old_secrets)}
+    if now is not None:
+        values["updated_at"] = now
+    await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(**values))
+
+
+async def delete_endpoint(conn: AsyncConnection, user_id: str, slot: str = DEFAULT_SLOT) -> bool:
+    """Delete a user's endpoint; its delivery log stays. False when there was none."""
+    result = await conn.execute(
+        delete(endpoints).where(endpoints.c.user_id == user_id, endpoints.c.slot == slot)
+    )
+    return result.rowcount == 1
+
+
+# --- enqueueing -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What publishing an event did: the delivery ids created, or why there are none."""
+
+    delivery_ids: list[str]
+    reason: str | None = None
+
+
+async def insert_delivery(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    endpoint: EndpointRow,
+    event: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    max_attempts: int,
+    status: Status = Status.PENDING,
+    lease_owner: str | None = None,
+    lease_until: datetime | None = None,
+) -> tuple[str, str]:
+    """Store one delivery with its final body bytes; returns (log id, deliveryId)."""
+    log_id, delivery_id = ids.new_id(), ids.new_delivery_id()
+    body = build_body(event, delivery_id, now, user_id, data)
+    await conn.execute(
+        insert(deliveries).values(
+            id=log_id,
+            delivery_id=delivery_id,
+            user_id=user_id,
+            endpoint_id=endpoint.id,
+            event=event,
+            url=endpoint.url,
+            body=body,
+            status=status.value,
+            attempts=0,
+            max_attempts=max_attempts,
+            next_attempt_at=now,
+            lease_owner=lease_owner,
+            lease_until=lease_until,
+            created_at=now,
+        )
+    )
+    return log_id, delivery_id
+
+
+async def notify_workers(conn: AsyncConnection) -> None:
+    """Wake LISTENing workers when this transaction commits (PostgreSQL only)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    event: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    max_attempts: int,
+) -> Enqueued:
+    """Create the deliveries an event calls for, inside the caller's transaction."""
+    endpoint = await get_endpoint(conn, user_id)
+    if endpoint is None:
+        return Enqueued([], "User has no webhook configuration")
+    if not endpoint.enabled:
+        return Enqueued([], "Webhook is disabled")
+    if event not in endpoint.enabled_events:
+        return Enqueued([], f"Event {event} is not enabled for this webhook")
+    _, delivery_id = await insert_delivery(
+        conn,
+        user_id=user_id,
+        endpoint=endpoint,
+        event=event,
+        data=data,
+        now=now,
+        max_attempts=max_attempts,
+    )
+    await notify_workers(conn)
+    return Enqueued([delivery_id])
+
+
+# --- the worker's statements ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery leased to a worker for one attempt."""
+
+    id: str
+    delivery_id: str
+    user_id: str
+    endpoint_id: str | None
+    event: str
+    url: str
+    body: bytes
+    attempts: int  # attempts made before this one
+    max_attempts: int
+
+
+_CLAIMED_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.delivery_id,
+    deliveries.c.user_id,
+    deliveries.c.endpoint_id,
+    deliveries.c.event,
+    deliveries.c.url,
+    deliveries.c.body,
+    deliveries.c.attempts,
+    deliveries.c.max_attempts,
+)
+
+
+def _claimed(row: Any) -> Claimed:
+    return Claimed(
+        id=row.id,
+        delivery_id=row.delivery_id,
+        user_id=row.user_id,
+        endpoint_id=row.endpoint_id,
+        event=row.event,
+        url=row.url,
+        body=bytes(row.body),
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+    )
+
+
+async def claim_due(
+    conn: AsyncConnection, worker: str, limit: int, now: datetime, lease_until: datetime
+) -> list[Claimed]:
+    """Lease up to ``limit`` due pending deliveries to ``worker`` until ``lease_until``.
+
+    PostgreSQL skips rows other workers are claiming (SKIP LOCKED); SQLite's writer lock
+    (BEGIN IMMEDIATE) serialises claimers instead.
+    """
+    due = (
+        select(deliveries.c.id)
+        .where(deliveries.c.status == Status.PENDING.value, deliveries.c.next_attempt_at <= now)
+        .order_by(deliveries.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.id.in_(due.scalar_subquery()))
+        .values(status=Status.IN_FLIGHT.value, lease_owner=worker, lease_until=lease_until)
+        .returning(*_CLAIMED_COLUMNS)
+    )
+    return [_claimed(row) for row in result]
+
+
+async def lease_one(
+    conn: AsyncConnection, log_id: str, worker: str, lease_until: datetime
+) -> Claimed | None:
+    """Read back a delivery this worker holds (used by the test endpoint)."""
+    row = (
+        await conn.execute(
+            select(*_CLAIMED_COLUMNS).where(
+                deliveries.c.id == log_id,
+                deliveries.c.status == Status.IN_FLIGHT.value,
+                deliveries.c.lease_owner == worker,
+            )
+        )
+    ).first()
+    return None if row is None else _claimed(row)
+
+
+async def reclaim_expired(conn: AsyncConnection, now: datetime) -> int:
+    """Put deliveries whose worker's lease ran out back in the queue, due now."""
+    result = await conn.execute(
+        update(deliveries)
+        .where(deliveries.c.status == Status.IN_FLIGHT.value, deliveries.c.lease_until < now)
+        .values(
+            status=Status.PENDING.value, lease_owner=None, lease_until=None, next_attempt_at=now
+        )
+    )
+    return result.rowcount
+
+
+async def release(conn: AsyncConnection, worker: str, log_ids: Sequence[str], now: datetime) -> int:
+    """Give back leased deliveries unattempted (graceful stop), due now."""
+    if not log_ids:
+        return 0
+    result = await conn.execute(
+        update(deliveries)
+        .where(
+            deliveries.c.id.in_(list(log_ids)),
+            deliveries.c.status == Status.IN_FLIGHT.value,
+            deliveries.c.lease_owner == worker,
+        )
+        .values(
+            status=Status.PENDING.value, lease_owner=None, lease_until=None, next_attempt_at=now
+        )
+    )
+    return result.rowcount
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """The outcome of one attempt and what it decides for the delivery."""
+
+    log_id: str
+    attempt: int  # 1-based number of this attempt
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    response_excerpt: str | None
+    next_status: Status  # SUCCEEDED, FAILED or PENDING (retry)
+    next_attempt_at: datetime | None = None
+
+
+async def record_attempts(
+    conn: AsyncConnection, worker: str, records: Sequence[AttemptRecord], now: datetime
+) -> list[str]:
+    """Record attempts and move each delivery on, guarded by this worker's lease.
+
+    Returns the ids whose state changed; a delivery whose lease this worker lost keeps its
+    attempt row (the request was made) but is left to its new owner.
+    """
+    if not records:
+        return []
+    await conn.execute(
+        insert(delivery_attempts),
+        [
+            {
+                "delivery_pk": r.log_id,
+                "attempt": r.attempt,
+                "created_at": r.started_at,
+                "duration_ms": r.duration_ms,
+                "status_code": r.status_code,
+                "error": r.error,
+                "response_excerpt": r.response_excerpt,
+            }
+            for r in records
+        ],
+    )
+    changed: list[str] = []
+    finished: Counter[tuple[str, str, Status]] = Counter()
+    attempt_sums: Counter[tuple[str, str]] = Counter()
+    for r in records:
+        values: dict[str, Any] = {
+            "status": r.next_status.value,
+            "attempts": r.attempt,
+            "last_status_code": r.status_code,
+            "last_error": r.error,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if r.next_status is Status.PENDING:
+            values["next_attempt_at"] = r.next_attempt_at
+        else:
+            values["finished_at"] = now
+            if r.next_status is Status.SUCCEEDED:
+                values["delivered_at"] = now
+        row = (
+            await conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.id == r.log_id,
+                    deliveries.c.status == Status.IN_FLIGHT.value,
+                    deliveries.c.lease_owner == worker,
+                )
+                .values(**values)
+                .returning(deliveries.c.user_id, deliveries.c.event)
+            )
+        ).first()
+        if row is None:
+            continue
+        changed.append(r.log_id)
+        if r.next_status is not Status.PENDING:
+            finished[(row.user_id, row.event, r.next_status)] += 1
+            attempt_sums[(row.user_id, row.event)] += r.attempt
+    await _bump_stats(conn, finished, attempt_sums, sign=1)
+    return changed
+
+
+async def _bump_stats(
+    conn: AsyncConnection,
+    finished: Mapping[tuple[str, str, Status], int],
+    attempt_sums: Mapping[tuple[str, str], int],
+    sign: int,
+) -> None:
+    """Add (sign=1) or remove (sign=-1) finished deliveries from the counters."""
+    keys = set(attempt_sums) | {(user, event) for user, event, _ in finished}
+    if not keys:
+        return
+    rows = [
+        {
+            "user_id": user,
+            "event": event,
+            "successful": sign * finished.get((user, event, Status.SUCCEEDED), 0),
+            "failed": sign * finished.get((user, event, Status.FAILED), 0),
+            "attempts_sum": sign * attempt_sums.get((user, event), 0),
+        }
+        for user, event in sorted(keys)
+    ]
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(delivery_stats)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[delivery_stats.c.user_id, delivery_stats.c.event],
+        set_={
+            "successful": delivery_stats.c.successful + stmt.excluded.successful,
+            "failed": delivery_stats.c.failed + stmt.excluded.failed,
+            "attempts_sum": delivery_stats.c.attempts_sum + stmt.excluded.attempts_sum,
+        },
+    )
+    await conn.execute(stmt, rows)
+
+
+async def purge_before(conn: AsyncConnection, cutoff: datetime, batch: int) -> int:
+    """Delete up to ``batch`` finished deliveries created before ``cutoff`` (their attempts go
+    with them) and take them out of the counters. Returns how many were deleted."""
+    rows = (
+        await conn.execute(
+            select(
+                deliveries.c.id,
+                deliveries.c.user_id,
+                deliveries.c.event,
+                deliveries.c.status,
+                deliveries.c.attempts,
+            )
+            .where(
+                deliveries.c.created_at < cutoff,
+                deliveries.c.status.in_([Status.SUCCEEDED.value, Status.FAILED.value]),
+            )
+            .limit(batch)
+        )
+    ).all()
+    if not rows:
+        return 0
+    finished: Counter[tuple[str, str, Status]] = Counter()
+    attempt_sums: Counter[tuple[str, str]] = Counter()
+    for row in rows:
+        finished[(row.user_id, row.event, Status(row.status))] += 1
+        attempt_sums[(row.user_id, row.event)] += row.attempts
+    log_ids = [row.id for row in rows]
+    await conn.execute(
+        delete(delivery_attempts).where(delivery_attempts.c.delivery_pk.in_(log_ids))
+    )
+    await conn.execute(delete(deliveries).where(deliveries.c.id.in_(log_ids)))
+    await _bump_stats(conn, finished, attempt_sums, sign=-1)
+    return len(rows)
+
+
+# --- the views: logs and stats ----------------------------------------------------------
+
+_LOG_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.event,
+    deliveries.c.url,
+    deliveries.c.status,
+    deliveries.c.last_status_code,
+    deliveries.c.attempts,
+    deliveries.c.last_error,
+    deliveries.c.delivery_id,
+    deliveries.c.delivered_at,
+    deliveries.c.created_at,
+)
+
+_OPEN = (Status.PENDING.value, Status.IN_FLIGHT.value)
+
+
+async def open_count(conn: AsyncConnection, user_id: str, event: str | None = None) -> int:
+    """Deliveries of a user not yet finished (pending or in flight)."""
+    query = (
+        select(func.count())
+        .select_from(deliveries)
+        .where(deliveries.c.user_id == user_id, deliveries.c.status.in_(_OPEN))
+    )
+    if event is not None:
+        query = query.where(deliveries.c.event == event)
+    return int((await conn.execute(query)).scalar_one())
+
+
+@dataclass(frozen=True)
+class Counts:
+    successful: int
+    failed: int
+    attempts_sum: int
+
+
+async def counters(conn: AsyncConnection, user_id: str) -> dict[str, Counts]:
+    """A user's finished-delivery counters by event."""
+    rows = await conn.execute(
+        select(
+            delivery_stats.c.event,
+            delivery_stats.c.successful,
+            delivery_stats.c.failed,
+            delivery_stats.c.attempts_sum,
+        ).where(delivery_stats.c.user_id == user_id)
+    )
+    return {row.event: Counts(row.successful, row.failed, row.attempts_sum) for row in rows}
+
+
+async def logs_page(
+    conn: AsyncConnection,
+    user_id: str,
+    limit: int,
+    offset: int,
+    event: str | None,
+    success: bool | None,
+) -> tuple[list[Any], int]:
+    """A page of a user's delivery log, newest first, and the total the filters match.
+
+    The total comes from the counters plus the (few) open deliveries, never from a scan.
+    """
+    query = select(*_LOG_COLUMNS).where(deliveries.c.user_id == user_id)
+    if event is not None:
+        query = query.where(deliveries.c.event == event)
+    if success is True:
+        query = query.where(deliveries.c.status == Status.SUCCEEDED.value)
+    elif success is False:
+        query = query.where(deliveries.c.status != Status.SUCCEEDED.value)
+    query = (
+        query.order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    rows = list((await conn.execute(query)).all())
+
+    by_event = await counters(conn, user_id)
+    counts = [c for name, c in by_event.items() if event is None or name == event]
+    successful = sum(c.successful for c in counts)
+    failed = sum(c.failed for c in counts)
+    total = successful
+    if success is not True:
+        pending = await open_count(conn, user_id, event)
+        total = failed + pending if success is False else successful + failed + pending
+    return rows, total
+
+
+async def log_detail(
+    conn: AsyncConnection, user_id: str, log_id: str
+) -> tuple[Any, list[Any]] | None:
+    """One delivery of a user with its body and every attempt, oldest attempt first."""
+    row = (
+        await conn.execute(
+            select(*_LOG_COLUMNS, deliveries.c.body).where(
+                deliveries.c.id == log_id, deliveries.c.user_id == user_id
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    attempts = (
+        await conn.execute(
+            select(
+                delivery_attempts.c.attempt,
+                delivery_attempts.c.status_code,
+                delivery_attempts.c.error,
+                delivery_attempts.c.duration_ms,
+                delivery_attempts.c.response_excerpt,
+                delivery_attempts.c.created_at,
+            )
+            .where(delivery_attempts.c.delivery_pk == log_id)
+            .order_by(delivery_attempts.c.attempt, delivery_attempts.c.id)
+        )
+    ).all()
+    return row, list(attempts)
+
+
+async def timeseries(
+    conn: AsyncConnection, user_id: str, start: datetime, bucket: timedelta
+) -> dict[tuple[int, str], int]:
+    """Finished deliveries created since ``start``, counted by (bucket index, status)."""
+    bucket_us = int(bucket.total_seconds() * 1_000_000)
+    created_us = type_coerce(deliveries.c.created_at, BigInteger)
+    index = ((created_us - to_micros(start)) // bucket_us).label("bucket")
+    rows = await conn.execute(
+        select(index, deliveries.c.status, func.count())
+        .where(
+            and_(
+                deliveries.c.user_id == user_id,
+                deliveries.c.created_at >= start,
+                deliveries.c.status.in_([Status.SUCCEEDED.value, Status.FAILED.value]),
+            )
+        )
+        .group_by(text("1"), deliveries.c.status)
+    )
+    return {(int(b), status): int(n) for b, status, n in rows}
+
+
+async def next_due(conn: AsyncConnection) -> datetime | None:
+    """When the earliest pending delivery comes due (None when the queue is empty)."""
+    value: datetime | None = (
+        await conn.execute(
+            select(func.min(deliveries.c.next_attempt_at)).where(
+                deliveries.c.status == Status.PENDING.value
+            )
+        )
+    ).scalar_one()
+    return value

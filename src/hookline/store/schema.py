@@ -1,0 +1,175 @@
+"""Tables. Every timestamp is stored as microseconds since the Unix epoch (BIGINT), which
+sorts, compares and buckets the same way on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+from hookline.timeutil import from_micros, to_micros
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Timestamp(TypeDecorator[datetime]):
+    """An aware UTC datetime stored as epoch microseconds."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> int | None:
+        return None if value is None else to_micros(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else from_micros(int(value))
+
+
+class Status(enum.StrEnum):
+    """Where a delivery is in its life."""
+
+    PENDING = "pending"  #: waiting for its next attempt (next_attempt_at)
+    IN_FLIGHT = "in_flight"  #: leased by a worker until lease_until
+    SUCCEEDED = "succeeded"  #: a 2xx came back; final
+    FAILED = "failed"  #: every attempt failed, or the target is blocked; final
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+)
+
+# A user's webhook endpoints. The guide's API manages the one in slot "default"; the slot
+# column lets a user hold several endpoints later without a schema change.
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("slot", String(64), nullable=False, server_default="default"),
+    Column("url", String(2048), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("enabled_events", Text, nullable=False),  # JSON list of event names
+    Column("secret_enc", Text, nullable=False),  # Fernet token of the current secret
+    Column("old_secrets", Text, nullable=False, server_default="[]"),  # JSON [{enc, until}]
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    UniqueConstraint("user_id", "slot"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("delivery_id", String(36), nullable=False, unique=True),
+    Column("user_id", String(32), nullable=False),
+    Column(
+        "endpoint_id",
+        String(32),
+        ForeignKey("endpoints.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("event", String(100), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", Timestamp, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Timestamp, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("delivered_at", Timestamp, nullable=True),
+    Column("finished_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_deliveries_user_created", "user_id", "created_at"),
+    Index("ix_deliveries_user_event_created", "user_id", "event", "created_at"),
+    Index("ix_deliveries_user_status", "user_id", "status"),
+    Index("ix_deliveries_created", "created_at"),
+    # Claiming reads only due pending rows: O(batch) however long the log grows.
+    Index(
+        "ix_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+        sqlite_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_deliveries_lease",
+        "lease_until",
+        postgresql_where=text("status = 'in_flight'"),
+        sqlite_where=text("status = 'in_flight'"),
+    ),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "delivery_pk",
+        String(32),
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+    Index("ix_delivery_attempts_delivery", "delivery_pk", "attempt"),
+)
+
+# Counters of finished deliveries, kept in the transaction that finishes them, so stats and
+# log totals never scan the log.
+delivery_stats = Table(
+    "delivery_stats",
+    metadata,
+    Column("user_id", String(32), primary_key=True),
+    Column("event", String(100), primary_key=True),
+    Column("successful", BigInteger, nullable=False, default=0),
+    Column("failed", BigInteger, nullable=False, default=0),
+    Column("attempts_sum", BigInteger, nullable=False, default=0),
+)
