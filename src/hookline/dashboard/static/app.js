@@ -619,6 +619,7 @@
       if (err.status === 404) loadConfig();
     } finally {
       btn.disabled = false;
+      if (document.activeElement === document.body && !btn.closest('[hidden]')) btn.focus();
     }
   }
 
@@ -641,6 +642,7 @@
       if (err.status === 404) loadConfig();
     } finally {
       btn.disabled = false;
+      if (document.activeElement === document.body && !btn.closest('[hidden]')) btn.focus();
     }
   }
 
