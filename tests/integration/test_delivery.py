@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import hmac
 import json
 import time
@@ -201,7 +202,7 @@ async def test_retry_after_pushes_the_next_attempt_later(
 ) -> None:
     settings = make_settings(database_url, retry_delays_s=[0.05], retry_after_cap_s=1.0)
     async with running_api(settings) as api:
-        user_id, auth, _ = await setup(api, receiver)
+        user_id, _, _ = await setup(api, receiver)
         receiver.script = [{"status": 429, "headers": {"Retry-After": "30"}}]
         await publish(api, user_id)
         first, second = await receiver.wait_for(2, timeout_s=5)
@@ -216,7 +217,7 @@ async def test_retry_gaps_follow_the_schedule(database_url: str, receiver: Recei
         receiver.default_status = 500
         await publish(api, user_id)
         arrivals = [r.at for r in await receiver.wait_for(4, timeout_s=10)]
-        gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
         for gap, expected in zip(gaps, [0.2, 0.5, 1.0], strict=True):
             assert expected * 0.8 <= gap <= expected * 1.2 + 0.1, gaps
 
@@ -229,7 +230,7 @@ async def test_default_schedule_is_1_5_15_seconds(database_url: str, receiver: R
         receiver.script = [500, 500, 500]
         delivery_id = (await publish(api, user_id))["deliveryIds"][0]
         arrivals = [r.at for r in await receiver.wait_for(4, timeout_s=30)]
-        gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
         for gap, expected in zip(gaps, [1.0, 5.0, 15.0], strict=True):
             assert expected * 0.8 <= gap <= expected * 1.2, gaps
         detail = await finished(api, auth, delivery_id)
