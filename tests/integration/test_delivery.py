@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import hmac
+import itertools
 import json
 import time
 from typing import Any
