@@ -4,12 +4,15 @@ HOOKLINE_TEST_POSTGRES_URL is set, on the real PostgreSQL too."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from hookline.store.db import create_engines
 from hookline.store.migrate import upgrade
@@ -26,27 +29,40 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-async def _reset_postgres(url: str, drop: bool) -> None:
+async def reset_postgres(url: str) -> None:
+    """Empty every table."""
     writer, _ = create_engines(url)
     try:
         async with writer.begin() as conn:
-            if drop:
-                await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-                await conn.run_sync(metadata.drop_all)
-            else:
-                names = ", ".join(t.name for t in metadata.sorted_tables)
-                await conn.execute(text(f"TRUNCATE {names} CASCADE"))
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} CASCADE"))
     finally:
         await writer.dispose()
 
 
+async def _admin(url: str, statement: str) -> None:
+    """Run a statement that cannot be in a transaction (CREATE/DROP DATABASE)."""
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(statement))
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture(scope="session")
-def postgres_migrated() -> str:
-    url = postgres_url()
-    assert url, "HOOKLINE_TEST_POSTGRES_URL is not set"
-    asyncio.run(_reset_postgres(url, drop=True))
+def postgres_migrated() -> Iterator[str]:
+    """A database of its own for this test session, inside HOOKLINE_TEST_POSTGRES_URL's
+    server, so concurrent runs never trample each other; dropped at the end."""
+    base = postgres_url()
+    assert base, "HOOKLINE_TEST_POSTGRES_URL is not set"
+    name = f"hookline_test_{os.getpid()}"
+    asyncio.run(_admin(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(_admin(base, f"CREATE DATABASE {name}"))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
     upgrade(url)
-    return url
+    yield url
+    asyncio.run(_admin(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -58,7 +74,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{path}"
         return
     url = request.getfixturevalue("postgres_migrated")
-    asyncio.run(_reset_postgres(url, drop=False))
+    asyncio.run(reset_postgres(url))
     yield url
 
 

@@ -95,11 +95,13 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._results_ready = asyncio.Event()
+        self._closing = False
 
     def stop(self) -> None:
         """Stop claiming; run() then finishes or releases what is in flight and returns."""
         self._stopping.set()
         self.wake.set()
+        self._slot_free.set()
 
     async def run(self) -> None:
         """Work until stop() is called."""
@@ -112,11 +114,11 @@ class Worker:
         finally:
             upkeep.cancel()
             await self._drain()
+            # Let the writer finish what it holds; cancelling it mid-transaction would
+            # drop a batch of outcomes and leave those deliveries leased.
+            self._closing = True
             self._results_ready.set()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            await self._flush()
+            await writer
             with contextlib.suppress(asyncio.CancelledError):
                 await upkeep
             if stop_listening is not None:
@@ -184,6 +186,8 @@ class Worker:
             await self._results_ready.wait()
             self._results_ready.clear()
             await self._flush()
+            if self._closing:
+                return
 
     async def _flush(self) -> None:
         """Write every finished attempt so far in one transaction."""
@@ -192,6 +196,10 @@ class Worker:
             try:
                 await self.store.record(self.name, batch)
             except Exception:
+                if self._closing:
+                    # Their leases will expire and another worker sends them again.
+                    log.exception("recording %d attempts failed at shutdown", len(batch))
+                    return
                 # Keep them: the lease still protects these rows, so try again shortly.
                 log.exception("recording %d attempts failed; retrying", len(batch))
                 self._results = batch + self._results

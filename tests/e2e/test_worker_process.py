@@ -1,0 +1,151 @@
+"""`hookline worker` as a real process: SIGKILL loses nothing, SIGTERM stops cleanly, and
+two workers on one PostgreSQL never send the same attempt at the same time."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from sqlalchemy import select
+
+from hookline.config import Settings
+from hookline.store import Store
+from hookline.store.schema import deliveries
+from tests.integration.test_publish import EXAMPLE_DATA
+from tests.support import TEST_KEY, Receiver, make_settings, postgres_url, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    env.update(
+        HOOKLINE_ENV="development",
+        HOOKLINE_DATABASE_URL=settings.database_url,
+        HOOKLINE_SECRET_KEYS=TEST_KEY,
+        HOOKLINE_POLL_INTERVAL_S="0.1",
+        HOOKLINE_TIMEOUT_S="2",
+        HOOKLINE_LEASE_S="3",
+        HOOKLINE_RETRY_DELAYS_S="0.1,0.1,0.1",
+        HOOKLINE_WORKER_CONCURRENCY="16",
+        HOOKLINE_WORKER_BATCH_SIZE="16",
+    )
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def worker_process(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from hookline.cli import main; main()",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def enqueue(store: Store, receiver: Receiver, count: int) -> list[str]:
+    user, _, _ = await store.create_user("user", False)
+    await store.save_config(user.id, receiver.url, True, None, default_events=list(EXAMPLE_DATA))
+    ids = []
+    for _ in range(count):
+        result = await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+        ids += result.delivery_ids
+    return ids
+
+
+async def statuses(store: Store) -> Counter[str]:
+    async with store.db.read() as conn:
+        rows = await conn.execute(select(deliveries.c.status))
+        return Counter(row.status for row in rows)
+
+
+async def test_sigkill_mid_batch_loses_nothing(database_url: str, receiver: Receiver) -> None:
+    settings = make_settings(database_url)
+    store = Store(settings)
+    try:
+        sent = await enqueue(store, receiver, 120)
+        receiver.default_status = 200
+        receiver.script = [{"status": 200, "delay_s": 0.2}] * 400  # slow: the kill lands mid-batch
+        async with worker_process(worker_env(settings)) as proc:
+            await receiver.wait_for(20, timeout_s=30)
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        interrupted = await statuses(store)
+        assert interrupted["in_flight"] > 0, interrupted  # it really died holding leases
+        receiver.script = []
+        async with worker_process(worker_env(settings)) as proc:
+
+            async def all_done() -> bool:
+                return (await statuses(store))["succeeded"] == len(sent)
+
+            await wait_until(all_done, timeout_s=60, every_s=0.2)
+        got = {r.headers["X-Webhook-Delivery-Id"] for r in receiver.received}
+        assert got == set(sent)  # every accepted event arrived at least once
+    finally:
+        await store.close()
+
+
+async def test_sigterm_finishes_or_releases_in_flight(
+    database_url: str, receiver: Receiver
+) -> None:
+    settings = make_settings(database_url)
+    store = Store(settings)
+    try:
+        await enqueue(store, receiver, 40)
+        receiver.script = [{"status": 200, "delay_s": 1.5}] * 40
+        env = worker_env(settings, HOOKLINE_SHUTDOWN_GRACE_S="0.5")
+        async with worker_process(env) as proc:
+            await receiver.wait_for(5, timeout_s=30)
+            proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(proc.wait(), timeout=15)
+        assert code == 0
+        after = await statuses(store)
+        assert after["in_flight"] == 0, after  # nothing left leased to a dead worker
+        assert after["pending"] + after["succeeded"] == 40
+    finally:
+        await store.close()
+
+
+@pytest.mark.skipif(postgres_url() is None, reason="needs HOOKLINE_TEST_POSTGRES_URL")
+async def test_two_workers_never_overlap_on_postgres(
+    receiver: Receiver, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("postgres_migrated")
+    from tests.conftest import reset_postgres
+
+    await reset_postgres(url)
+    settings = make_settings(url)
+    store = Store(settings)
+    try:
+        sent = await enqueue(store, receiver, 300)
+        receiver.script = [{"status": 200, "delay_s": 0.02}] * 300
+        async with worker_process(worker_env(settings)), worker_process(worker_env(settings)):
+
+            async def all_done() -> bool:
+                return (await statuses(store))["succeeded"] == len(sent)
+
+            await wait_until(all_done, timeout_s=60, every_s=0.2)
+        per_delivery = Counter(r.headers["X-Webhook-Delivery-Id"] for r in receiver.received)
+        assert set(per_delivery) == set(sent)
+        assert max(per_delivery.values()) == 1  # no attempt ran twice
+        async with store.db.read() as conn:
+            owners = await conn.execute(select(deliveries.c.id))
+            assert len(owners.all()) == 300
+    finally:
+        await store.close()
