@@ -75,7 +75,7 @@ async def test_guide_node_example_verifies_every_event(api: Api) -> None:
 
 
 async def test_guide_node_example_rejects_a_wrong_secret(api: Api) -> None:
-    user, auth = await api.user()
+    _, auth = await api.user()
     assert NODE is not None
     proc = await asyncio.create_subprocess_exec(
         NODE,
