@@ -60,7 +60,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise PayloadError("data contains a number that is not finite (NaN or Infinity)")
-        if value.is_integer() and abs(value) < 1e21:
+        if value.is_integer() and abs(value) < 2**63:
             return int(value)
         return orjson.Fragment(_js_number(value))
     if isinstance(value, Mapping):

@@ -195,6 +195,7 @@ class Store:
 
     async def rotate_keys(self, progress: Callable[[int], None] | None = None) -> int:
         """Re-encrypt every stored secret under the newest key; returns how many endpoints."""
+        box = self.box  # fail on bad keys before touching anything
         async with self.db.read() as conn:
             endpoint_ids = [e.id for e in await queries.all_endpoints(conn)]
         done = 0
@@ -203,9 +204,9 @@ class Store:
                 found = await queries.endpoints_by_id(conn, [endpoint_id])
                 if endpoint_id in found:
                     endpoint = found[endpoint_id]
-                    old = [{**o, "enc": self.box.rotate(o["enc"])} for o in endpoint.old_secrets]
+                    old = [{**o, "enc": box.rotate(o["enc"])} for o in endpoint.old_secrets]
                     await queries.set_secrets(
-                        conn, endpoint.id, self.box.rotate(endpoint.secret_enc), old
+                        conn, endpoint.id, box.rotate(endpoint.secret_enc), old
                     )
             done += 1
             if progress is not None:

@@ -390,7 +390,8 @@
     if (fillForm) {
       $('config-url').value = cfg ? cfg.url || '' : '';
       $('config-enabled').checked = cfg ? !!cfg.enabled : true;
-      renderEventCheckboxes(cfg ? cfg.enabledEvents || [] : []);
+      // a new webhook starts with every event, like the API's default
+      renderEventCheckboxes(cfg ? cfg.enabledEvents || [] : state.availableEvents);
     }
     renderEventFilter();
   }
@@ -567,14 +568,19 @@
       const d = await api('POST', `${API}/test`);
       clearError('test');
       const code = d.statusCode === null || d.statusCode === undefined ? null : d.statusCode;
+      let text;
       if (d.success) {
-        setStatus($('test-result'),
-          `${d.message || 'Test webhook sent successfully'}${code !== null ? ` (HTTP ${code})` : ''}.`, 'ok');
+        text = `${d.message || 'Test webhook sent successfully'}${code !== null ? ` (HTTP ${code})` : ''}.`;
       } else {
-        let text = d.error || 'Failed to deliver test webhook';
+        text = d.error || 'Failed to deliver test webhook';
         if (d.details) text += `: ${d.details}`;
-        if (code !== null) text += ` (HTTP ${code})`;
-        setStatus($('test-result'), `${text}.`, 'bad');
+        text += code !== null ? ` (HTTP ${code}).` : ' (no HTTP response).';
+      }
+      const result = $('test-result');
+      setStatus(result, text, d.success ? 'ok' : 'bad');
+      if (d.deliveryId) {
+        result.append(' Delivery ID: ',
+          h('code', { 'data-testid': 'test-delivery-id' }, String(d.deliveryId)));
       }
       refreshData({ logs: true, stats: true, chart: true, detail: false });
     } catch (err) {
@@ -1043,14 +1049,10 @@
     }
   }
 
-  function prettyPayload(payload) {
+  /** The payload exactly as sent: the bytes the signature covers, not a reformatted copy. */
+  function exactPayload(payload) {
     if (payload === null || payload === undefined) return '(no payload)';
-    if (typeof payload !== 'string') return JSON.stringify(payload, null, 2);
-    try {
-      return JSON.stringify(JSON.parse(payload), null, 2);
-    } catch (_) {
-      return payload;
-    }
+    return typeof payload === 'string' ? payload : JSON.stringify(payload);
   }
 
   function renderDetail(log) {
@@ -1071,7 +1073,8 @@
       ...item('Delivery ID', h('code', { 'data-testid': 'detail-delivery-id' }, log.deliveryId || '—')),
       ...item('URL', h('code', null, log.url || '—')),
       ...item('HTTP status', log.statusCode === null || log.statusCode === undefined ? '—' : String(log.statusCode)),
-      ...item('Attempts', String(attempts.length || (typeof log.attempts === 'number' ? log.attempts : 0))),
+      ...item('Attempts', h('span', { 'data-testid': 'detail-attempt-count' },
+        String(typeof log.attemptCount === 'number' ? log.attemptCount : attempts.length))),
       ...item('Created', timeEl(log.createdAt)),
       ...item('Delivered', log.deliveredAt ? timeEl(log.deliveredAt) : 'Not delivered'),
       ...item('Error', log.error ? h('span', { 'data-testid': 'detail-error' }, log.error) : '—'));
@@ -1099,9 +1102,10 @@
     bodyEl.replaceChildren(dl,
       h('h3', null, 'Attempts'), attemptsBlock,
       h('h3', { id: 'payload-title' }, 'Payload'),
+      h('p', { class: 'muted small' }, 'The exact request body, as sent on every attempt.'),
       h('pre', {
         class: 'payload', 'data-testid': 'payload', tabindex: '0', 'aria-labelledby': 'payload-title',
-      }, prettyPayload(log.payload)));
+      }, exactPayload(log.payload)));
   }
 
   function closeDetail() {
