@@ -234,8 +234,14 @@ def rotate_keys() -> None:
     config = settings()
 
     async def run(store: Store) -> int:
-        with typer.progressbar(length=0, label="re-encrypting", file=sys.stderr) as bar:
-            return await store.rotate_keys(progress=bar.update)
+        store.box  # noqa: B018 (fail on bad keys before touching anything)
+        endpoint_ids = await store.endpoint_ids()
+        with typer.progressbar(
+            endpoint_ids, label="re-encrypting secrets", file=sys.stderr
+        ) as progress:
+            for endpoint_id in progress:
+                await store.reencrypt(endpoint_id)
+        return len(endpoint_ids)
 
     count = with_store(config, run)
     typer.echo(f"re-encrypted the secrets of {count} endpoints with the newest key")

@@ -193,25 +193,21 @@ class Store:
         ]
         return secrets
 
-    async def rotate_keys(self, progress: Callable[[int], None] | None = None) -> int:
-        """Re-encrypt every stored secret under the newest key; returns how many endpoints."""
-        box = self.box  # fail on bad keys before touching anything
+    async def endpoint_ids(self) -> list[str]:
+        """Every endpoint's id."""
         async with self.db.read() as conn:
-            endpoint_ids = [e.id for e in await queries.all_endpoints(conn)]
-        done = 0
-        for endpoint_id in endpoint_ids:
-            async with self.db.write() as conn:
-                found = await queries.endpoints_by_id(conn, [endpoint_id])
-                if endpoint_id in found:
-                    endpoint = found[endpoint_id]
-                    old = [{**o, "enc": box.rotate(o["enc"])} for o in endpoint.old_secrets]
-                    await queries.set_secrets(
-                        conn, endpoint.id, box.rotate(endpoint.secret_enc), old
-                    )
-            done += 1
-            if progress is not None:
-                progress(1)
-        return done
+            return [e.id for e in await queries.all_endpoints(conn)]
+
+    async def reencrypt(self, endpoint_id: str) -> None:
+        """Re-encrypt one endpoint's secrets under the newest key."""
+        box = self.box
+        async with self.db.write() as conn:
+            found = await queries.endpoints_by_id(conn, [endpoint_id])
+            if endpoint_id not in found:
+                return  # deleted meanwhile
+            endpoint = found[endpoint_id]
+            old = [{**o, "enc": box.rotate(o["enc"])} for o in endpoint.old_secrets]
+            await queries.set_secrets(conn, endpoint.id, box.rotate(endpoint.secret_enc), old)
 
     # --- publishing ---------------------------------------------------------------------
 
