@@ -90,3 +90,13 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     settings = make_settings(database_url, retry_delays_s=[0.05, 0.1, 0.2], poll_interval_s=0.05)
     async with running_api(settings) as running:
         yield running
+
+
+@pytest.fixture
+def postgres_database_url(request: pytest.FixtureRequest) -> str:
+    """An empty migrated PostgreSQL database, for tests about PostgreSQL alone."""
+    if not postgres_url():
+        pytest.skip("needs HOOKLINE_TEST_POSTGRES_URL")
+    url: str = request.getfixturevalue("postgres_migrated")
+    asyncio.run(reset_postgres(url))
+    return url

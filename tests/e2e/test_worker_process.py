@@ -18,7 +18,7 @@ from hookline.config import Settings
 from hookline.store import Store
 from hookline.store.schema import deliveries
 from tests.integration.test_publish import EXAMPLE_DATA
-from tests.support import TEST_KEY, Receiver, make_settings, postgres_url, wait_until
+from tests.support import TEST_KEY, Receiver, make_settings, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -122,15 +122,10 @@ async def test_sigterm_finishes_or_releases_in_flight(
         await store.close()
 
 
-@pytest.mark.skipif(postgres_url() is None, reason="needs HOOKLINE_TEST_POSTGRES_URL")
 async def test_two_workers_never_overlap_on_postgres(
-    receiver: Receiver, request: pytest.FixtureRequest
+    receiver: Receiver, postgres_database_url: str
 ) -> None:
-    url = request.getfixturevalue("postgres_migrated")
-    from tests.conftest import reset_postgres
-
-    await reset_postgres(url)
-    settings = make_settings(url)
+    settings = make_settings(postgres_database_url)
     store = Store(settings)
     try:
         sent = await enqueue(store, receiver, 300)
@@ -147,5 +142,32 @@ async def test_two_workers_never_overlap_on_postgres(
         async with store.db.read() as conn:
             owners = await conn.execute(select(deliveries.c.id))
             assert len(owners.all()) == 300
+    finally:
+        await store.close()
+
+
+async def test_listen_notify_wakes_a_separate_worker(
+    receiver: Receiver, postgres_database_url: str
+) -> None:
+    """A worker in another process starts a new delivery at once, not after its (30 s) poll."""
+    settings = make_settings(postgres_database_url)
+    store = Store(settings)
+    try:
+        user, _, _ = await store.create_user("user", False)
+        await store.save_config(
+            user.id, receiver.url, True, None, default_events=list(EXAMPLE_DATA)
+        )
+        async with worker_process(worker_env(settings, HOOKLINE_POLL_INTERVAL_S="30")):
+            # The worker LISTENs before its first claim, so once this arrives it is listening.
+            await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+            await receiver.wait_for(1, timeout_s=60)
+            await asyncio.sleep(1)  # now it sleeps on its 30 s poll
+            for _ in range(3):
+                started = asyncio.get_running_loop().time()
+                await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+                before = len(receiver.received)
+                await receiver.wait_for(before + 1, timeout_s=10)
+                assert asyncio.get_running_loop().time() - started < 2.0
+                await asyncio.sleep(0.5)
     finally:
         await store.close()
