@@ -184,6 +184,21 @@ def _check_event_filter(event: str | None, catalog: list[str]) -> None:
         )
 
 
+def _log_fields(row: Any) -> dict[str, Any]:
+    """The fields a log item and a log detail share, from a deliveries row."""
+    return {
+        "id": row.id,
+        "event": row.event,
+        "url": row.url,
+        "success": row.status == Status.SUCCEEDED,
+        "statusCode": row.last_status_code,
+        "error": row.last_error,
+        "deliveryId": row.delivery_id,
+        "deliveredAt": iso(row.delivered_at),
+        "createdAt": iso_millis(row.created_at),
+    }
+
+
 @router.get("/logs", response_model=LogsResponse, responses={**AUTH_ERRORS, **INVALID})
 async def list_logs(
     user: CurrentUser,
@@ -198,21 +213,7 @@ async def list_logs(
     _check_event_filter(event, settings.events)
     rows, total = await store.logs_page(user.id, limit, offset, event, success)
     return LogsResponse(
-        logs=[
-            LogItem(
-                id=row.id,
-                event=row.event,
-                url=row.url,
-                success=row.status == Status.SUCCEEDED,
-                statusCode=row.last_status_code,
-                attempts=row.attempts,
-                error=row.last_error,
-                deliveryId=row.delivery_id,
-                deliveredAt=iso(row.delivered_at),
-                createdAt=iso_millis(row.created_at),
-            )
-            for row in rows
-        ],
+        logs=[LogItem(**_log_fields(row), attempts=row.attempts) for row in rows],
         pagination=Pagination(
             total=total, limit=limit, offset=offset, hasMore=offset + len(rows) < total
         ),
@@ -234,17 +235,9 @@ async def get_log(
         raise ApiError(404, f"No delivery log with id {log_id}") from exc
     return LogDetailResponse(
         log=LogDetail(
-            id=row.id,
-            event=row.event,
-            url=row.url,
-            success=row.status == Status.SUCCEEDED,
+            **_log_fields(row),
             status=row.status,
-            statusCode=row.last_status_code,
             attemptCount=row.attempts,
-            error=row.last_error,
-            deliveryId=row.delivery_id,
-            deliveredAt=iso(row.delivered_at),
-            createdAt=iso_millis(row.created_at),
             payload=bytes(row.body).decode("utf-8"),
             attempts=[
                 AttemptView(
