@@ -139,7 +139,12 @@ def worker() -> None:
 
     config = settings()
     _require_migrated(config)
+    load_box(config)  # fail early, with a clear line, on missing or bad keys
     _setup_logging()
+    if config.development:
+        logging.getLogger("hookline").warning(
+            "development mode: plain http targets and loopback addresses are allowed"
+        )
 
     async def run(store: Store) -> None:
         sender = sender_for(config)

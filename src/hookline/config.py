@@ -77,6 +77,14 @@ class Settings(BaseSettings):
             raise ValueError("retry delays must not be negative")
         return value
 
+    @field_validator("allow_targets")
+    @classmethod
+    def _valid_allow_list(cls, value: list[str]) -> list[str]:
+        from hookline.ssrf import TargetPolicy
+
+        TargetPolicy.from_settings(False, value)  # raises ValueError naming the bad entry
+        return value
+
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> Settings:
         if self.lease_s <= self.timeout_s:

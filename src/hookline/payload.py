@@ -21,6 +21,7 @@ import orjson
 from hookline.timeutil import iso_millis
 
 SECRET_PREFIX = "whsec_"
+MAX_SAFE_INTEGER = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER
 
 
 class PayloadError(ValueError):
@@ -56,11 +57,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            # JSON.parse would round it, and the guide's verification would then fail.
+            raise PayloadError(f"data contains an integer beyond 2**53-1: {value}")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise PayloadError("data contains a number that is not finite (NaN or Infinity)")
-        if value.is_integer() and abs(value) < 2**63:
+        if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
             return int(value)
         return orjson.Fragment(_js_number(value))
     if isinstance(value, Mapping):

@@ -23,6 +23,8 @@ def check_url(url: str, settings: Settings) -> str:
         raise TargetError(f"must be at most {MAX_URL_LENGTH} characters")
     if not url or url != url.strip() or any(ch.isspace() for ch in url):
         raise TargetError("must be an absolute http(s) URL without spaces")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise TargetError("must not contain control characters")
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -164,7 +164,7 @@ class TimeseriesResponse(BaseModel):
 
 
 class PublishIn(_In):
-    userId: StrictStr = Field(min_length=1, max_length=200)
+    userId: StrictStr = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
     event: StrictStr = Field(min_length=1, max_length=100, examples=["resume.parsed"])
     data: dict[str, Any]
 

@@ -22,6 +22,7 @@ router = APIRouter(prefix="/api", tags=["events"])
         401: {"model": ErrorBody, "description": "Missing, malformed, unknown or revoked token"},
         403: {"model": ErrorBody, "description": "Not an admin token"},
         413: {"model": ErrorBody, "description": "`data` is larger than the limit"},
+        415: {"model": ErrorBody, "description": "The body is not sent as application/json"},
         422: {"model": ErrorBody, "description": "Unknown event or missing data fields"},
     },
 )

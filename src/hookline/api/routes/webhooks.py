@@ -48,7 +48,11 @@ NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No webhook con
 INVALID: Responses = {
     422: {"model": ErrorBody, "description": "Invalid input; `fields` names each problem"}
 }
-BAD_BODY: Responses = {400: {"model": ErrorBody, "description": "The body is not a JSON object"}}
+BAD_BODY: Responses = {
+    400: {"model": ErrorBody, "description": "The body is not a JSON object"},
+    413: {"model": ErrorBody, "description": "The body is larger than the limit"},
+    415: {"model": ErrorBody, "description": "The body is not sent as application/json"},
+}
 
 
 def _config_view(endpoint: EndpointRow) -> ConfigView:
@@ -223,12 +227,18 @@ async def list_logs(
 @router.get(
     "/logs/{log_id}",
     response_model=LogDetailResponse,
-    responses={**AUTH_ERRORS, 404: {"model": ErrorBody, "description": "No such delivery"}},
+    responses={
+        **AUTH_ERRORS,
+        **INVALID,
+        404: {"model": ErrorBody, "description": "No such delivery"},
+    },
 )
 async def get_log(
     user: CurrentUser, store: StoreDep, log_id: Annotated[str, Path(max_length=64)]
 ) -> LogDetailResponse:
     """One delivery: every attempt, and the exact payload that was sent."""
+    if not (log_id.isascii() and log_id.isalnum()):  # ids are [0-9a-z]; no lookup needed
+        raise ApiError(404, "No delivery log with that id")
     try:
         row, attempts = await store.log_detail(user.id, log_id)
     except NotFound as exc:
