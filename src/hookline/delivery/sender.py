@@ -133,9 +133,10 @@ class Sender:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            self.policy.check_url_target(url)  # literal IPs never reach the resolver
+            target = URL(url)
+            self.policy.check_url_target(target)  # literal IPs never reach the resolver
             async with self.session.post(
-                URL(url, encoded=False),
+                target,
                 data=body,
                 headers=headers,
                 allow_redirects=False,
@@ -147,6 +148,8 @@ class Sender:
                 reason = response.reason or ""
         except BlockedTarget as exc:
             return Outcome(OutcomeKind.BLOCKED, elapsed_ms(), error=str(exc))
+        except ValueError as exc:  # yarl cannot parse the URL: no attempt can succeed
+            return Outcome(OutcomeKind.BLOCKED, elapsed_ms(), error=f"invalid URL: {exc}")
         except TimeoutError:
             return Outcome(
                 OutcomeKind.TIMEOUT, elapsed_ms(), error=f"timeout after {self.timeout_s:g}s"

@@ -127,9 +127,12 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         concurrency = self.settings.worker_concurrency
+        # While busy, claim in batches rather than one delivery per freed slot: one claim
+        # transaction per delivery would cost more than the delivery itself.
+        busy_batch = min(self.settings.worker_batch_size, max(1, concurrency // 4))
         while not self._stopping.is_set():
             free = concurrency - len(self._inflight)
-            if free <= 0:
+            if free <= 0 or (self._inflight and free < busy_batch):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -169,7 +172,14 @@ class Worker:
 
     async def _run_job(self, job: Job) -> None:
         try:
-            outcome, started_at = await attempt(job, self.sender, self.settings)
+            try:
+                outcome, started_at = await attempt(job, self.sender, self.settings)
+            except Exception as exc:
+                # A bug must not leave the delivery leased forever: count it as a failed
+                # attempt so the retry policy applies.
+                log.exception("attempt of delivery %s crashed", job.delivery.delivery_id)
+                outcome = Outcome(OutcomeKind.CONNECTION_FAILED, 0, error=f"internal error: {exc}")
+                started_at = utcnow()
             record = decide(job, outcome, started_at, self.policy)
             self._results.append(record)
             self._results_ready.set()

@@ -55,6 +55,7 @@ class Store:
         self.settings = settings
         self._box = box
         self.db = Database(settings.database_url)
+        self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
 
     @property
     def box(self) -> SecretBox:
@@ -185,13 +186,20 @@ class Store:
 
     def signing_secrets(self, endpoint: EndpointRow, now: datetime) -> list[str]:
         """The secrets that sign a delivery now: the current one, then unexpired old ones."""
-        secrets = [self.box.decrypt(endpoint.secret_enc)]
+        secrets = [self._open(endpoint.secret_enc)]
         secrets += [
-            self.box.decrypt(old["enc"])
-            for old in endpoint.old_secrets
-            if old["until"] > now.timestamp()
+            self._open(old["enc"]) for old in endpoint.old_secrets if old["until"] > now.timestamp()
         ]
         return secrets
+
+    def _open(self, ciphertext: str) -> str:
+        """Decrypt a stored secret, remembering the answer (a bounded cache)."""
+        secret = self._opened.get(ciphertext)
+        if secret is None:
+            if len(self._opened) >= 10_000:
+                self._opened.clear()
+            secret = self._opened[ciphertext] = self.box.decrypt(ciphertext)
+        return secret
 
     async def endpoint_ids(self) -> list[str]:
         """Every endpoint's id."""

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, and_, delete, func, insert, select, text, type_coerce, update
+from sqlalchemy import (
+    BigInteger,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,6 +30,7 @@ from hookline import ids
 from hookline.payload import build_body
 from hookline.store.schema import (
     Status,
+    Timestamp,
     api_tokens,
     deliveries,
     delivery_attempts,
@@ -483,44 +495,67 @@ async def record_attempts(
             for r in records
         ],
     )
-    changed: list[str] = []
+    held = select(deliveries.c.id, deliveries.c.user_id, deliveries.c.event).where(
+        deliveries.c.id.in_([r.log_id for r in records]),
+        deliveries.c.status == Status.IN_FLIGHT.value,
+        deliveries.c.lease_owner == worker,
+    )
+    if conn.dialect.name == "postgresql":
+        held = held.with_for_update()  # nobody reclaims them until this commits
+    owned = {row.id: row for row in await conn.execute(held)}
+    mine = [r for r in records if r.log_id in owned]
+    if not mine:
+        return []
+    await conn.execute(
+        _MOVE_ON,
+        [
+            {
+                "b_id": r.log_id,
+                "b_worker": worker,
+                "b_status": r.next_status.value,
+                "b_attempts": r.attempt,
+                "b_code": r.status_code,
+                "b_error": r.error,
+                "b_next": r.next_attempt_at,
+                "b_finished": None if r.next_status is Status.PENDING else now,
+                "b_delivered": now if r.next_status is Status.SUCCEEDED else None,
+            }
+            for r in mine
+        ],
+    )
     finished: Counter[tuple[str, str, Status]] = Counter()
     attempt_sums: Counter[tuple[str, str]] = Counter()
-    for r in records:
-        values: dict[str, Any] = {
-            "status": r.next_status.value,
-            "attempts": r.attempt,
-            "last_status_code": r.status_code,
-            "last_error": r.error,
-            "lease_owner": None,
-            "lease_until": None,
-        }
-        if r.next_status is Status.PENDING:
-            values["next_attempt_at"] = r.next_attempt_at
-        else:
-            values["finished_at"] = now
-            if r.next_status is Status.SUCCEEDED:
-                values["delivered_at"] = now
-        row = (
-            await conn.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id == r.log_id,
-                    deliveries.c.status == Status.IN_FLIGHT.value,
-                    deliveries.c.lease_owner == worker,
-                )
-                .values(**values)
-                .returning(deliveries.c.user_id, deliveries.c.event)
-            )
-        ).first()
-        if row is None:
-            continue
-        changed.append(r.log_id)
+    for r in mine:
         if r.next_status is not Status.PENDING:
+            row = owned[r.log_id]
             finished[(row.user_id, row.event, r.next_status)] += 1
             attempt_sums[(row.user_id, row.event)] += r.attempt
     await _bump_stats(conn, finished, attempt_sums, sign=1)
-    return changed
+    return [r.log_id for r in mine]
+
+
+# One statement for every outcome, run as an executemany over a batch of attempts.
+_MOVE_ON = (
+    update(deliveries)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.status == Status.IN_FLIGHT.value,
+        deliveries.c.lease_owner == bindparam("b_worker"),
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempts=bindparam("b_attempts"),
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        lease_owner=None,
+        lease_until=None,
+        next_attempt_at=func.coalesce(
+            bindparam("b_next", type_=Timestamp()), deliveries.c.next_attempt_at
+        ),
+        finished_at=bindparam("b_finished", type_=Timestamp()),
+        delivered_at=bindparam("b_delivered", type_=Timestamp()),
+    )
+)
 
 
 async def _bump_stats(
