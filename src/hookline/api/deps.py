@@ -19,27 +19,27 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization
 UNAUTHORIZED = {"WWW-Authenticate": "Bearer"}
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sender(request: Request) -> Sender:
+async def get_sender(request: Request) -> Sender:
     sender: Sender = request.app.state.sender
     return sender
 
 
-def get_wake(request: Request) -> asyncio.Event:
+async def get_wake(request: Request) -> asyncio.Event:
     wake: asyncio.Event = request.app.state.wake
     return wake
 
 
-def get_policy(request: Request) -> TargetPolicy:
+async def get_policy(request: Request) -> TargetPolicy:
     policy: TargetPolicy = request.app.state.policy
     return policy
 

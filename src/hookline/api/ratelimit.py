@@ -37,7 +37,7 @@ class RateLimiter:
         calls.append(now)
 
 
-def get_test_limiter(request: Request) -> RateLimiter:
+async def get_test_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.test_limiter
     return limiter
 

@@ -35,8 +35,8 @@ def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     """(writer, reader) engines for ``url``; the same engine twice on PostgreSQL.
 
     On SQLite the writer starts every transaction with BEGIN IMMEDIATE so that a writer takes
-    the lock up front instead of failing to upgrade a read lock; readers use deferred BEGIN
-    and never block behind writers thanks to WAL.
+    the lock up front instead of failing to upgrade a read lock; readers run in autocommit and
+    never block behind writers thanks to WAL.
     """
     if not is_sqlite(url):
         engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False)
@@ -45,14 +45,12 @@ def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     writer = create_async_engine(url)
-    reader = create_async_engine(url)
-    for engine, begin_sql in ((writer, "BEGIN IMMEDIATE"), (reader, "BEGIN")):
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(
-            engine.sync_engine,
-            "begin",
-            lambda conn, sql=begin_sql: conn.exec_driver_sql(sql),
-        )
+    # Readers run each statement in autocommit: no BEGIN, and nothing to roll back on return,
+    # which saves two round trips to SQLite's thread per read.
+    reader = create_async_engine(url, pool_reset_on_return=None)
+    event.listen(writer.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(reader.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(writer.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
     return writer, reader
 
 

@@ -104,15 +104,17 @@ async def revoke_token(conn: AsyncConnection, token_id: str, now: datetime) -> b
     return result.rowcount == 1
 
 
+# Hot statements are built once; executing them then skips construction and cache-key work.
+_USER_BY_TOKEN_HASH = (
+    select(users.c.id, users.c.name, users.c.is_admin)
+    .join(api_tokens, api_tokens.c.user_id == users.c.id)
+    .where(api_tokens.c.token_hash == bindparam("token_hash"), api_tokens.c.revoked_at.is_(None))
+)
+
+
 async def user_by_token_hash(conn: AsyncConnection, token_hash: str) -> User | None:
     """The owner of a live (unrevoked) token, looked up by the token's hash."""
-    row = (
-        await conn.execute(
-            select(users.c.id, users.c.name, users.c.is_admin)
-            .join(api_tokens, api_tokens.c.user_id == users.c.id)
-            .where(api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None))
-        )
-    ).first()
+    row = (await conn.execute(_USER_BY_TOKEN_HASH, {"token_hash": token_hash})).first()
     return None if row is None else User(row.id, row.name, row.is_admin)
 
 
@@ -159,17 +161,16 @@ def _endpoint(row: Any) -> EndpointRow:
     )
 
 
+_ENDPOINT_OF_USER = select(*_ENDPOINT_COLUMNS).where(
+    endpoints.c.user_id == bindparam("user_id"), endpoints.c.slot == bindparam("slot")
+)
+
+
 async def get_endpoint(
     conn: AsyncConnection, user_id: str, slot: str = DEFAULT_SLOT
 ) -> EndpointRow | None:
     """A user's endpoint in a slot."""
-    row = (
-        await conn.execute(
-            select(*_ENDPOINT_COLUMNS).where(
-                endpoints.c.user_id == user_id, endpoints.c.slot == slot
-            )
-        )
-    ).first()
+    row = (await conn.execute(_ENDPOINT_OF_USER, {"user_id": user_id, "slot": slot})).first()
     return None if row is None else _endpoint(row)
 
 
@@ -266,6 +267,9 @@ class Enqueued:
     reason: str | None = None
 
 
+_INSERT_DELIVERY = insert(deliveries)
+
+
 async def insert_delivery(
     conn: AsyncConnection,
     *,
@@ -283,22 +287,23 @@ async def insert_delivery(
     log_id, delivery_id = ids.new_id(), ids.new_delivery_id()
     body = build_body(event, delivery_id, now, user_id, data)
     await conn.execute(
-        insert(deliveries).values(
-            id=log_id,
-            delivery_id=delivery_id,
-            user_id=user_id,
-            endpoint_id=endpoint.id,
-            event=event,
-            url=endpoint.url,
-            body=body,
-            status=status.value,
-            attempts=0,
-            max_attempts=max_attempts,
-            next_attempt_at=now,
-            lease_owner=lease_owner,
-            lease_until=lease_until,
-            created_at=now,
-        )
+        _INSERT_DELIVERY,
+        {
+            "id": log_id,
+            "delivery_id": delivery_id,
+            "user_id": user_id,
+            "endpoint_id": endpoint.id,
+            "event": event,
+            "url": endpoint.url,
+            "body": body,
+            "status": status.value,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "next_attempt_at": now,
+            "lease_owner": lease_owner,
+            "lease_until": lease_until,
+            "created_at": now,
+        },
     )
     return log_id, delivery_id
 
