@@ -1,0 +1,172 @@
+"""Databases for the benchmark: a fresh PostgreSQL database or SQLite file per configuration,
+users and endpoints through the Store API, and progress read back with plain SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hookline.config import Settings
+from hookline.store import Store
+from hookline.store.db import create_engines
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+def _plain_dsn(url: str, database: str) -> str:
+    return (
+        make_url(url)
+        .set(drivername="postgresql", database=database)
+        .render_as_string(hide_password=False)
+    )
+
+
+async def postgres_available(url: str) -> str | None:
+    """None when PostgreSQL at ``url`` answers, else why not."""
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(_plain_dsn(url, "postgres")), timeout=5)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await conn.close()
+    return None
+
+
+async def recreate_postgres(url: str, name: str) -> str:
+    """Drop and create database ``name`` on the server of ``url``; returns its URL."""
+    conn = await asyncpg.connect(_plain_dsn(url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres(url: str) -> None:
+    name = make_url(url).database
+    conn = await asyncpg.connect(_plain_dsn(url, "postgres"))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def postgres_version(url: str) -> str:
+    conn = await asyncpg.connect(_plain_dsn(url, "postgres"))
+    try:
+        return str(await conn.fetchval("SHOW server_version"))
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True)
+class BenchUser:
+    id: str
+    token: str
+    endpoint_id: str
+
+
+async def make_user(url: str, key: str, name: str, receiver_url: str) -> BenchUser:
+    """A user whose webhook points at the receiver (Store API, as a host app could)."""
+    settings = Settings(env="development", database_url=url, secret_keys=[key])
+    store = Store(settings)
+    try:
+        user, _, token = await store.create_user(name, is_admin=False)
+        endpoint, _ = await store.save_config(
+            user.id, receiver_url, True, None, default_events=settings.events
+        )
+    finally:
+        await store.close()
+    return BenchUser(user.id, token, endpoint.id)
+
+
+def writer_engine(url: str) -> AsyncEngine:
+    """An engine tuned as hookline's own writer (WAL, BEGIN IMMEDIATE on SQLite)."""
+    writer, _reader = create_engines(url)  # the reader never connects: nothing to dispose
+    return writer
+
+
+@dataclass(frozen=True)
+class Progress:
+    succeeded: int
+    failed: int
+    in_flight: int
+
+
+async def progress(engine: AsyncEngine, user_id: str) -> Progress:
+    """A user's deliveries by state, without the (possibly huge) pending count: the index on
+    (user_id, status) makes each count cost what it counts."""
+    query = text("SELECT count(*) FROM deliveries WHERE user_id = :u AND status = :s")
+    counts = []
+    async with engine.connect() as conn:
+        for status in ("succeeded", "failed", "in_flight"):
+            counts.append((await conn.execute(query, {"u": user_id, "s": status})).scalar_one())
+    return Progress(*(int(c) for c in counts))
+
+
+async def wait_finished(
+    engine: AsyncEngine, user_id: str, n: int, timeout_s: float, every_s: float = 0.1
+) -> tuple[Progress, float]:
+    """Poll until ``n`` deliveries of the user are finished and committed (visible to another
+    connection) or ``timeout_s`` passes: (progress, epoch seconds of the poll that saw it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        seen = await progress(engine, user_id)
+        if seen.succeeded + seen.failed >= n or loop.time() >= deadline:
+            return seen, time.time()
+        await asyncio.sleep(every_s)
+
+
+async def finish_times(engine: AsyncEngine, user_id: str) -> list[float]:
+    """``finished_at`` of each succeeded delivery of the user, epoch seconds, sorted. hookline
+    stamps it when its recording transaction starts, not when that commits."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT finished_at FROM deliveries WHERE user_id = :u AND status = 'succeeded'"
+                " ORDER BY finished_at"
+            ),
+            {"u": user_id},
+        )
+        return [int(value) / 1e6 for (value,) in rows]
+
+
+async def created_times(engine: AsyncEngine, user_id: str) -> dict[str, float]:
+    """deliveryId -> when it was enqueued (created_at), epoch seconds."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT delivery_id, created_at FROM deliveries WHERE user_id = :u"),
+            {"u": user_id},
+        )
+        return {delivery_id: int(created) / 1e6 for delivery_id, created in rows}
+
+
+async def transactions(engine: AsyncEngine) -> int | None:
+    """Committed plus rolled-back transactions of this PostgreSQL database so far (None on
+    SQLite). Other backends flush their counts when they end or go idle, so read this after
+    the processes of a phase have stopped or settled."""
+    if engine.dialect.name != "postgresql":
+        return None
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        value = (
+            await conn.execute(
+                text(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                    " WHERE datname = current_database()"
+                )
+            )
+        ).scalar_one()
+        return int(value)
