@@ -131,8 +131,10 @@ class Worker:
         # transaction per delivery would cost more than the delivery itself.
         busy_batch = min(self.settings.worker_batch_size, max(1, concurrency // 4))
         while not self._stopping.is_set():
-            free = concurrency - len(self._inflight)
-            if free <= 0 or (self._inflight and free < busy_batch):
+            # Outcomes not yet written count too: if the database falls behind the receivers,
+            # claiming slows down instead of piling up unrecorded attempts in memory.
+            free = concurrency - len(self._inflight) - len(self._results)
+            if free <= 0 or ((self._inflight or self._results) and free < busy_batch):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -205,6 +207,7 @@ class Worker:
             batch, self._results = self._results, []
             try:
                 await self.store.record(self.name, batch)
+                self._slot_free.set()
             except Exception:
                 if self._closing:
                     # Their leases will expire and another worker sends them again.

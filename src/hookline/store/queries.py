@@ -13,11 +13,14 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
+    String,
     and_,
     bindparam,
     delete,
     func,
     insert,
+    literal_column,
     select,
     text,
     type_coerce,
@@ -41,6 +44,17 @@ from hookline.store.schema import (
 from hookline.timeutil import to_micros
 
 NOTIFY_CHANNEL = "hookline_deliveries"
+
+
+def status_is(*wanted: Status) -> ColumnElement[bool]:
+    """``deliveries.status`` in ``wanted``, written as SQL literals (not bound parameters) so
+    that SQLite and PostgreSQL can match the partial indexes on status."""
+    literals = [literal_column(f"'{status.value}'", String) for status in wanted]
+    if len(literals) == 1:
+        return deliveries.c.status == literals[0]
+    return deliveries.c.status.in_(literals)
+
+
 DEFAULT_SLOT = "default"
 
 
@@ -399,7 +413,7 @@ async def claim_due(
     """
     due = (
         select(deliveries.c.id)
-        .where(deliveries.c.status == Status.PENDING.value, deliveries.c.next_attempt_at <= now)
+        .where(status_is(Status.PENDING), deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
@@ -422,7 +436,7 @@ async def lease_one(
         await conn.execute(
             select(*_CLAIMED_COLUMNS).where(
                 deliveries.c.id == log_id,
-                deliveries.c.status == Status.IN_FLIGHT.value,
+                status_is(Status.IN_FLIGHT),
                 deliveries.c.lease_owner == worker,
             )
         )
@@ -434,7 +448,7 @@ async def reclaim_expired(conn: AsyncConnection, now: datetime) -> int:
     """Put deliveries whose worker's lease ran out back in the queue, due now."""
     result = await conn.execute(
         update(deliveries)
-        .where(deliveries.c.status == Status.IN_FLIGHT.value, deliveries.c.lease_until < now)
+        .where(status_is(Status.IN_FLIGHT), deliveries.c.lease_until < now)
         .values(
             status=Status.PENDING.value, lease_owner=None, lease_until=None, next_attempt_at=now
         )
@@ -450,7 +464,7 @@ async def release(conn: AsyncConnection, worker: str, log_ids: Sequence[str], no
         update(deliveries)
         .where(
             deliveries.c.id.in_(list(log_ids)),
-            deliveries.c.status == Status.IN_FLIGHT.value,
+            status_is(Status.IN_FLIGHT),
             deliveries.c.lease_owner == worker,
         )
         .values(
@@ -502,7 +516,7 @@ async def record_attempts(
     )
     held = select(deliveries.c.id, deliveries.c.user_id, deliveries.c.event).where(
         deliveries.c.id.in_([r.log_id for r in records]),
-        deliveries.c.status == Status.IN_FLIGHT.value,
+        status_is(Status.IN_FLIGHT),
         deliveries.c.lease_owner == worker,
     )
     if conn.dialect.name == "postgresql":
@@ -544,7 +558,7 @@ _MOVE_ON = (
     update(deliveries)
     .where(
         deliveries.c.id == bindparam("b_id"),
-        deliveries.c.status == Status.IN_FLIGHT.value,
+        status_is(Status.IN_FLIGHT),
         deliveries.c.lease_owner == bindparam("b_worker"),
     )
     .values(
@@ -610,7 +624,7 @@ async def purge_before(conn: AsyncConnection, cutoff: datetime, batch: int) -> i
             )
             .where(
                 deliveries.c.created_at < cutoff,
-                deliveries.c.status.in_([Status.SUCCEEDED.value, Status.FAILED.value]),
+                status_is(Status.SUCCEEDED, Status.FAILED),
             )
             .limit(batch)
         )
@@ -646,15 +660,13 @@ _LOG_COLUMNS = (
     deliveries.c.created_at,
 )
 
-_OPEN = (Status.PENDING.value, Status.IN_FLIGHT.value)
-
 
 async def open_count(conn: AsyncConnection, user_id: str, event: str | None = None) -> int:
     """Deliveries of a user not yet finished (pending or in flight)."""
     query = (
         select(func.count())
         .select_from(deliveries)
-        .where(deliveries.c.user_id == user_id, deliveries.c.status.in_(_OPEN))
+        .where(deliveries.c.user_id == user_id, status_is(Status.PENDING, Status.IN_FLIGHT))
     )
     if event is not None:
         query = query.where(deliveries.c.event == event)
@@ -761,7 +773,7 @@ async def timeseries(
             and_(
                 deliveries.c.user_id == user_id,
                 deliveries.c.created_at >= start,
-                deliveries.c.status.in_([Status.SUCCEEDED.value, Status.FAILED.value]),
+                status_is(Status.SUCCEEDED, Status.FAILED),
             )
         )
         .group_by(text("1"), deliveries.c.status)
@@ -773,9 +785,7 @@ async def next_due(conn: AsyncConnection) -> datetime | None:
     """When the earliest pending delivery comes due (None when the queue is empty)."""
     value: datetime | None = (
         await conn.execute(
-            select(func.min(deliveries.c.next_attempt_at)).where(
-                deliveries.c.status == Status.PENDING.value
-            )
+            select(func.min(deliveries.c.next_attempt_at)).where(status_is(Status.PENDING))
         )
     ).scalar_one()
     return value

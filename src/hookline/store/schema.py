@@ -122,11 +122,25 @@ deliveries = Table(
     Column("delivered_at", Timestamp, nullable=True),
     Column("finished_at", Timestamp, nullable=True),
     Column("created_at", Timestamp, nullable=False),
-    Index("ix_deliveries_user_created", "user_id", "created_at"),
-    Index("ix_deliveries_user_event_created", "user_id", "event", "created_at"),
-    Index("ix_deliveries_user_status", "user_id", "status"),
-    Index("ix_deliveries_created", "created_at"),
-    # Claiming reads only due pending rows: O(batch) however long the log grows.
+    # The log page: a user's rows in (created_at, id) order, with or without an event filter.
+    Index("ix_deliveries_user_created", "user_id", "created_at", "id"),
+    Index("ix_deliveries_user_event_created", "user_id", "event", "created_at", "id"),
+    # Totals count a user's open deliveries only; purging reads finished rows by age.
+    Index(
+        "ix_deliveries_open",
+        "user_id",
+        "event",
+        postgresql_where=text("status IN ('pending', 'in_flight')"),
+        sqlite_where=text("status IN ('pending', 'in_flight')"),
+    ),
+    Index(
+        "ix_deliveries_finished_created",
+        "created_at",
+        postgresql_where=text("status IN ('succeeded', 'failed')"),
+        sqlite_where=text("status IN ('succeeded', 'failed')"),
+    ),
+    # Claiming reads only due pending rows: O(batch) however long the log grows. Queries
+    # spell the status as a literal (queries.status_is) so planners can use these indexes.
     Index(
         "ix_deliveries_due",
         "next_attempt_at",
