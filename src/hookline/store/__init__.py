@@ -254,7 +254,7 @@ class Store:
                 lease_owner=owner,
                 lease_until=now + timedelta(seconds=self.settings.lease_s),
             )
-            claimed = await queries.lease_one(conn, log_id, owner, now)
+            claimed = await queries.held_delivery(conn, log_id, owner)
         assert claimed is not None
         return Job(claimed, endpoint.url, self.signing_secrets(endpoint, now)), owner
 

@@ -428,10 +428,8 @@ async def claim_due(
     return [_claimed(row) for row in result]
 
 
-async def lease_one(
-    conn: AsyncConnection, log_id: str, worker: str, lease_until: datetime
-) -> Claimed | None:
-    """Read back a delivery this worker holds (used by the test endpoint)."""
+async def held_delivery(conn: AsyncConnection, log_id: str, worker: str) -> Claimed | None:
+    """Read back a delivery ``worker`` holds (the test endpoint's own)."""
     row = (
         await conn.execute(
             select(*_CLAIMED_COLUMNS).where(
