@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from hookline.config import Settings
-from hookline.crypto import KeyError_, generate_key, load_box
+from hookline.crypto import KeyConfigError, generate_key, load_box
 from hookline.events import EventError, check_event
 from hookline.payload import PayloadError
 from hookline.store import NotFound, Store
@@ -277,7 +277,7 @@ def main() -> None:
         # Usage errors: a bad option, a missing argument. format_message() is one line.
         typer.echo(f"hookline: {message} (see 'hookline --help')", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
-    except (CliError, NotFound, KeyError_, EventError, PayloadError) as exc:
+    except (CliError, NotFound, KeyConfigError, EventError, PayloadError) as exc:
         typer.echo(f"hookline: {exc}", err=True)
         sys.exit(1)
     except (OSError, SQLAlchemyError) as exc:

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from hookline.config import Settings
 
 
-class KeyError_(Exception):
+class KeyConfigError(Exception):
     """The encryption keys are missing, malformed, or do not open a stored secret."""
 
 
@@ -24,11 +24,11 @@ class SecretBox:
 
     def __init__(self, keys: list[str]) -> None:
         if not keys:
-            raise KeyError_("no secret encryption key configured (HOOKLINE_SECRET_KEYS)")
+            raise KeyConfigError("no secret encryption key configured (HOOKLINE_SECRET_KEYS)")
         try:
             self._fernet = MultiFernet([Fernet(key.encode("ascii")) for key in keys])
         except (ValueError, UnicodeEncodeError) as exc:
-            raise KeyError_(
+            raise KeyConfigError(
                 "HOOKLINE_SECRET_KEYS must hold Fernet keys (32 url-safe base64 bytes); "
                 "make one with: hookline keygen"
             ) from exc
@@ -40,14 +40,14 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except InvalidToken as exc:
-            raise KeyError_("a stored secret does not open with any configured key") from exc
+            raise KeyConfigError("a stored secret does not open with any configured key") from exc
 
     def rotate(self, token: str) -> str:
         """Re-encrypt ``token`` under the newest key."""
         try:
             return self._fernet.rotate(token.encode("ascii")).decode("ascii")
         except InvalidToken as exc:
-            raise KeyError_("a stored secret does not open with any configured key") from exc
+            raise KeyConfigError("a stored secret does not open with any configured key") from exc
 
 
 def generate_key() -> str:
@@ -65,7 +65,7 @@ def load_box(settings: Settings) -> SecretBox:
     if settings.secret_keys:
         return SecretBox(settings.secret_keys)
     if not settings.development:
-        raise KeyError_(
+        raise KeyConfigError(
             "HOOKLINE_SECRET_KEYS is required in production; make a key with: hookline keygen"
         )
     path = dev_key_path(settings)

@@ -26,7 +26,7 @@ import standardwebhooks
 from cryptography.fernet import Fernet
 
 from hookline.config import Settings
-from hookline.crypto import KeyError_, SecretBox, dev_key_path, load_box
+from hookline.crypto import KeyConfigError, SecretBox, dev_key_path, load_box
 from hookline.store import Store
 from tests.support import TEST_KEY, Receiver, make_settings, running_api, wait_until
 
@@ -154,7 +154,7 @@ async def test_rotate_keys_reencrypts_under_the_newest_key(
     assert len(stored) == 2
     old_box, new_box = SecretBox([old_key]), SecretBox([new_key])
     for token in stored:
-        with pytest.raises(KeyError_):
+        with pytest.raises(KeyConfigError):
             old_box.decrypt(token)  # the old key alone no longer opens anything
     assert [new_box.decrypt(token) for token in stored] == [second, first]
 
@@ -202,7 +202,7 @@ def test_development_key_file_is_private_and_reused(tmp_path: Path) -> None:
     production = Settings(
         env="production", database_url=f"sqlite+aiosqlite:///{db}", secret_keys=[]
     )
-    with pytest.raises(KeyError_, match="HOOKLINE_SECRET_KEYS is required in production"):
+    with pytest.raises(KeyConfigError, match="HOOKLINE_SECRET_KEYS is required in production"):
         load_box(production)
 
 
