@@ -11,7 +11,7 @@ from sqlalchemy import update
 from hookline.store.schema import deliveries
 from hookline.timeutil import utcnow
 from tests.integration.test_publish import EXAMPLE_DATA
-from tests.support import Api, Receiver, wait_until
+from tests.support import Api, Receiver, make_settings, running_api, wait_until
 
 
 async def populate(api: Api, receiver: Receiver) -> tuple[str, dict[str, str]]:
@@ -134,6 +134,50 @@ async def test_log_detail(api: Api, receiver: Receiver) -> None:
 
     missing = await api.client.get("/api/webhooks/logs/cnope", headers=auth)
     assert missing.status_code == 404 and missing.json()["success"] is False
+
+
+async def test_pages_walk_every_delivery_once_and_totals_count_open_ones(
+    database_url: str,
+) -> None:
+    """Without a worker every delivery stays pending: the pages (a deferred join) still list
+    each exactly once, newest first, and the totals count the open deliveries, also when
+    another user has a bigger backlog (SQLite is told which index counts them)."""
+    async with running_api(make_settings(database_url), run_worker=False) as api:
+        user, auth = await api.user()
+        other, _ = await api.user("other")
+        for owner in (user, other):
+            await api.store.save_config(
+                owner.id, "http://127.0.0.1:9/hook", True, None, api.settings.events
+            )
+        events = ["resume.parsed", "ats.check_completed"] * 4 + ["resume.parsed"]
+        published = []
+        for event in events:
+            result = await api.store.publish(user.id, event, EXAMPLE_DATA[event])
+            published.append((event, result.delivery_ids[0]))
+        for _ in range(12):
+            await api.store.publish(other.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+
+        async def walk(query: str, limit: int) -> tuple[list[str], int]:
+            seen, total, offset = [], -1, 0
+            while True:
+                page = await api.client.get(
+                    f"/api/webhooks/logs?limit={limit}&offset={offset}{query}", headers=auth
+                )
+                body = page.json()
+                seen += [entry["deliveryId"] for entry in body["logs"]]
+                total = body["pagination"]["total"]
+                if not body["pagination"]["hasMore"]:
+                    return seen, total
+                offset += limit
+
+        newest_first = [delivery_id for _, delivery_id in reversed(published)]
+        assert await walk("", 2) == (newest_first, 9)
+        parsed = [d for e, d in reversed(published) if e == "resume.parsed"]
+        assert await walk("&event=resume.parsed", 2) == (parsed, 5)
+        assert await walk("&success=false", 4) == (newest_first, 9)
+        assert await walk("&success=true", 4) == ([], 0)
+        stats = (await api.client.get("/api/webhooks/stats", headers=auth)).json()
+        assert stats["pending"] == 9
 
 
 async def test_timeseries(api: Api, receiver: Receiver) -> None:
