@@ -2,7 +2,8 @@
 
 ``python -m bench.bare_client --url U --n N --concurrency C`` POSTs N webhook bodies, built and
 signed exactly as hookline builds and signs them (``hookline.payload``), with C requests in
-flight over one keep-alive pool configured like hookline's sender. Prints one JSON line.
+flight over one keep-alive pool configured like hookline's sender, on the event loop
+hookline's processes use (``hookline.aio.run``: uvloop where installed). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from hookline import ids
+from hookline import aio, ids
 from hookline.payload import build_body, build_headers
 
 USER_AGENT = "RoleReady-Webhook/1.0"
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
     work = bodies(args.n)
-    result = asyncio.run(blast(args.url, work, args.concurrency))
+    result = aio.run(blast(args.url, work, args.concurrency))  # the loop hookline runs on
     result["concurrency"] = args.concurrency
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))

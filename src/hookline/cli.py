@@ -16,6 +16,7 @@ import typer
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from hookline import aio
 from hookline.config import Settings
 from hookline.crypto import KeyConfigError, generate_key, load_box
 from hookline.events import EventError, check_event
@@ -65,7 +66,7 @@ def with_store(config: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
         finally:
             await store.close()
 
-    return asyncio.run(run())
+    return aio.run(run())
 
 
 def _setup_logging() -> None:
