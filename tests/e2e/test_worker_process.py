@@ -1,5 +1,6 @@
-"""`hookline worker` as a real process: SIGKILL loses nothing, SIGTERM stops cleanly, and
-two workers on one PostgreSQL never send the same attempt at the same time."""
+"""`hookline worker` as a real process: SIGKILL loses nothing, SIGTERM stops cleanly, two
+workers on one PostgreSQL never send the same attempt at the same time, and a new delivery
+wakes a worker in another process."""
 
 from __future__ import annotations
 
@@ -146,11 +147,12 @@ async def test_two_workers_never_overlap_on_postgres(
         await store.close()
 
 
-async def test_listen_notify_wakes_a_separate_worker(
-    receiver: Receiver, postgres_database_url: str
+async def test_a_new_delivery_wakes_a_separate_worker(
+    receiver: Receiver, database_url: str
 ) -> None:
-    """A worker in another process starts a new delivery at once, not after its (30 s) poll."""
-    settings = make_settings(postgres_database_url)
+    """A worker in another process starts a new delivery at once, not after its (30 s) poll:
+    LISTEN/NOTIFY on PostgreSQL, the file watcher on SQLite."""
+    settings = make_settings(database_url)
     store = Store(settings)
     try:
         user, _, _ = await store.create_user("user", False)
@@ -158,7 +160,7 @@ async def test_listen_notify_wakes_a_separate_worker(
             user.id, receiver.url, True, None, default_events=list(EXAMPLE_DATA)
         )
         async with worker_process(worker_env(settings, HOOKLINE_POLL_INTERVAL_S="30")):
-            # The worker LISTENs before its first claim, so once this arrives it is listening.
+            # The worker listens before its first claim, so once this arrives it is listening.
             await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
             await receiver.wait_for(1, timeout_s=60)
             await asyncio.sleep(1)  # now it sleeps on its 30 s poll

@@ -96,6 +96,9 @@ class Worker:
         self._results: list[AttemptRecord] = []
         self._results_ready = asyncio.Event()
         self._closing = False
+        # What the last next_due read said, in loop time (see _idle_wait_s).
+        self._due_read_at: float | None = None
+        self._next_due: float | None = None
 
     def stop(self) -> None:
         """Stop claiming; run() then finishes or releases what is in flight and returns."""
@@ -154,16 +157,32 @@ class Worker:
             await self._sleep(await self._idle_wait_s())
 
     async def _idle_wait_s(self) -> float:
-        """How long to sleep when nothing is due: until the next retry, at most a poll."""
-        wait_s = self.settings.poll_interval_s
-        try:
-            due = await self.store.next_due()
-        except Exception:
-            log.exception("reading the next due time failed")
-            return wait_s
-        if due is not None:
-            wait_s = min(wait_s, max(0.0, (due - utcnow()).total_seconds()))
-        return wait_s
+        """How long to sleep when nothing is due: until the next retry, at most a poll.
+
+        The next due time is read once per poll interval, not after every short claim: at a
+        trickle of events each one wakes the worker, and a read per wake-up would cost as much
+        as the claim. New deliveries wake the worker, and its own retries set a timer, so
+        only other workers' retries wait for the re-read, at most a poll interval."""
+        loop = asyncio.get_running_loop()
+        poll_s = self.settings.poll_interval_s
+        now = loop.time()
+        stale = self._due_read_at is None or now - self._due_read_at >= poll_s
+        if stale or (self._next_due is not None and self._next_due <= now):
+            try:
+                due = await self.store.next_due()
+            except Exception:
+                log.exception("reading the next due time failed")
+                return poll_s
+            now = loop.time()
+            self._due_read_at = now
+            self._next_due = None
+            if due is not None:
+                self._next_due = now + max(0.0, (due - utcnow()).total_seconds())
+        assert self._due_read_at is not None
+        wait_s = self._due_read_at + poll_s - now
+        if self._next_due is not None:
+            wait_s = min(wait_s, self._next_due - now)
+        return max(0.0, wait_s)
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep until woken (new delivery, stop) or ``seconds`` pass."""

@@ -16,7 +16,7 @@ from hookline import ids
 from hookline.config import Settings
 from hookline.crypto import SecretBox, load_box
 from hookline.events import TEST_EVENT
-from hookline.store import queries
+from hookline.store import queries, sqlite_watch
 from hookline.store.db import Database
 from hookline.store.queries import AttemptRecord, Claimed, EndpointRow, Enqueued, User
 from hookline.store.schema import Status
@@ -307,12 +307,16 @@ class Store:
                 return total
 
     async def listen(self, on_notify: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
-        """Call ``on_notify`` whenever a delivery is enqueued (PostgreSQL LISTEN/NOTIFY).
+        """Call ``on_notify`` soon after a delivery is enqueued, by any process: PostgreSQL's
+        LISTEN/NOTIFY, or on SQLite a thread that watches the file (``sqlite_watch``).
 
-        Returns a coroutine function that stops listening, or None on SQLite.
+        Returns a coroutine function that stops listening (None for an in-memory database).
         """
         if self.db.sqlite:
-            return None
+            path = make_url(self.settings.database_url).database
+            if not path or path == ":memory:":
+                return None
+            return await sqlite_watch.watch(path, on_notify)
         import asyncpg
 
         dsn = make_url(self.settings.database_url).set(drivername="postgresql")
