@@ -112,7 +112,12 @@ async def progress(engine: AsyncEngine, user_id: str) -> Progress:
         "SELECT coalesce(sum(successful), 0), coalesce(sum(failed), 0)"
         " FROM delivery_stats WHERE user_id = :u"
     )
-    in_flight = text("SELECT count(*) FROM deliveries WHERE status = 'in_flight' AND user_id = :u")
+    # The lease_until range is what lets SQLite use the partial lease index: with only
+    # status and user_id it scans the whole table (no index leads with user_id and status).
+    in_flight = text(
+        "SELECT count(*) FROM deliveries"
+        " WHERE status = 'in_flight' AND lease_until IS NOT NULL AND user_id = :u"
+    )
     async with engine.connect() as conn:
         succeeded, failed = (await conn.execute(finished, {"u": user_id})).one()
         leased = (await conn.execute(in_flight, {"u": user_id})).scalar_one()
