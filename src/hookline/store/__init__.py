@@ -262,16 +262,12 @@ class Store:
 
     async def claim(self, worker: str, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to ``worker``, with their targets and secrets."""
-        async with self.db.write() as conn:
+        async with self.db.write_once() as conn:
             now = utcnow()
             lease_until = now + timedelta(seconds=self.settings.lease_s)
             claimed = await queries.claim_due(conn, worker, limit, now, lease_until)
-            found = await queries.endpoints_by_id(
-                conn, (c.endpoint_id for c in claimed if c.endpoint_id)
-            )
         jobs = []
-        for delivery in claimed:
-            endpoint = found.get(delivery.endpoint_id or "")
+        for delivery, endpoint in claimed:
             if endpoint is None:
                 jobs.append(Job(delivery, None, []))
             else:
@@ -279,8 +275,8 @@ class Store:
         return jobs
 
     async def record(self, worker: str, records: Sequence[AttemptRecord]) -> list[str]:
-        """Record attempts and their consequences in one transaction."""
-        async with self.db.write() as conn:
+        """Record attempts and their consequences atomically."""
+        async with self.db.write_once() as conn:
             return await queries.record_attempts(conn, worker, records, utcnow())
 
     async def release(self, worker: str, log_ids: Sequence[str]) -> int:

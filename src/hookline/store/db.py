@@ -63,6 +63,10 @@ class Database:
         self.writer, self.reader = create_engines(url)
         # One writer at a time inside this process: cheaper than contending on SQLite's lock.
         self._write_lock = asyncio.Lock() if self.sqlite else None
+        # PostgreSQL runs a single-statement write in autocommit: one round trip, not three.
+        self._autocommit = (
+            None if self.sqlite else self.writer.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -72,6 +76,18 @@ class Database:
                 yield conn
             return
         async with self._write_lock, self.writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write_once(self) -> AsyncIterator[AsyncConnection]:
+        """A write that is one statement on PostgreSQL, run in autocommit there (no BEGIN and
+        COMMIT round trips; the statement is atomic by itself). On SQLite, where the same
+        work takes several statements, a write transaction as ``write()``."""
+        if self._autocommit is None:
+            async with self.write() as conn:
+                yield conn
+            return
+        async with self._autocommit.connect() as conn:
             yield conn
 
     @asynccontextmanager

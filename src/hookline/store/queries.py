@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Update
 
 from hookline import ids
 from hookline.payload import build_body
@@ -162,17 +163,18 @@ _ENDPOINT_COLUMNS = (
 )
 
 
-def _endpoint(row: Any) -> EndpointRow:
+def _endpoint(row: Any, prefix: str = "") -> EndpointRow:
+    values = row._mapping
     return EndpointRow(
-        id=row.id,
-        user_id=row.user_id,
-        url=row.url,
-        enabled=bool(row.enabled),
-        enabled_events=json.loads(row.enabled_events),
-        secret_enc=row.secret_enc,
-        old_secrets=json.loads(row.old_secrets),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        id=values[prefix + "id"],
+        user_id=values[prefix + "user_id"],
+        url=values[prefix + "url"],
+        enabled=bool(values[prefix + "enabled"]),
+        enabled_events=json.loads(values[prefix + "enabled_events"]),
+        secret_enc=values[prefix + "secret_enc"],
+        old_secrets=json.loads(values[prefix + "old_secrets"]),
+        created_at=values[prefix + "created_at"],
+        updated_at=values[prefix + "updated_at"],
     )
 
 
@@ -404,29 +406,56 @@ def _claimed(row: Any) -> Claimed:
     )
 
 
-async def claim_due(
-    conn: AsyncConnection, worker: str, limit: int, now: datetime, lease_until: datetime
-) -> list[Claimed]:
-    """Lease up to ``limit`` due pending deliveries to ``worker`` until ``lease_until``.
-
-    PostgreSQL skips rows other workers are claiming (SKIP LOCKED); SQLite's writer lock
-    (BEGIN IMMEDIATE) serialises claimers instead.
-    """
+def _lease_due(
+    postgres: bool, worker: str, limit: int, now: datetime, lease_until: datetime
+) -> Update:
     due = (
         select(deliveries.c.id)
         .where(status_is(Status.PENDING), deliveries.c.next_attempt_at <= now)
         .order_by(deliveries.c.next_attempt_at)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
+    if postgres:
         due = due.with_for_update(skip_locked=True)
-    result = await conn.execute(
+    return (
         update(deliveries)
         .where(deliveries.c.id.in_(due.scalar_subquery()))
         .values(status=Status.IN_FLIGHT.value, lease_owner=worker, lease_until=lease_until)
         .returning(*_CLAIMED_COLUMNS)
     )
-    return [_claimed(row) for row in result]
+
+
+async def claim_due(
+    conn: AsyncConnection, worker: str, limit: int, now: datetime, lease_until: datetime
+) -> list[tuple[Claimed, EndpointRow | None]]:
+    """Lease up to ``limit`` due pending deliveries to ``worker`` until ``lease_until``, each
+    with its endpoint (None once the endpoint is deleted).
+
+    PostgreSQL skips rows other workers are claiming (SKIP LOCKED) and does it all in one
+    statement, the endpoints joined to the leased rows; SQLite's writer lock (BEGIN
+    IMMEDIATE) serialises claimers, and the endpoints are read after the lease.
+    """
+    if conn.dialect.name == "postgresql":
+        leased = _lease_due(True, worker, limit, now, lease_until).cte("leased")
+        endpoint_columns = [
+            column.label(_ENDPOINT_PREFIX + column.name) for column in _ENDPOINT_COLUMNS
+        ]
+        rows = await conn.execute(
+            select(leased, *endpoint_columns).outerjoin_from(
+                leased, endpoints, endpoints.c.id == leased.c.endpoint_id
+            )
+        )
+        return [
+            (_claimed(row), None if row.e_id is None else _endpoint(row, _ENDPOINT_PREFIX))
+            for row in rows
+        ]
+    result = await conn.execute(_lease_due(False, worker, limit, now, lease_until))
+    claimed = [_claimed(row) for row in result]
+    found = await endpoints_by_id(conn, (c.endpoint_id for c in claimed if c.endpoint_id))
+    return [(c, found.get(c.endpoint_id or "")) for c in claimed]
+
+
+_ENDPOINT_PREFIX = "e_"
 
 
 async def held_delivery(conn: AsyncConnection, log_id: str, worker: str) -> Claimed | None:
@@ -498,6 +527,8 @@ async def record_attempts(
     """
     if not records:
         return []
+    if conn.dialect.name == "postgresql":
+        return await _record_attempts_postgres(conn, worker, records, now)
     await conn.execute(
         insert(delivery_attempts),
         [
@@ -550,6 +581,81 @@ async def record_attempts(
             attempt_sums[(row.user_id, row.event)] += r.attempt
     await _bump_stats(conn, finished, attempt_sums, sign=1)
     return [r.log_id for r in mine]
+
+
+async def _record_attempts_postgres(
+    conn: AsyncConnection, worker: str, records: Sequence[AttemptRecord], now: datetime
+) -> list[str]:
+    """``record_attempts`` as one statement (``_RECORD``): one round trip for the batch."""
+    now_us = to_micros(now)
+
+    def micros(moment: datetime | None) -> int | None:
+        return None if moment is None else to_micros(moment)
+
+    finished_us = [None if r.next_status is Status.PENDING else now_us for r in records]
+    params = {
+        "worker": worker,
+        "ids": [r.log_id for r in records],
+        "statuses": [r.next_status.value for r in records],
+        "attempts": [r.attempt for r in records],
+        "codes": [r.status_code for r in records],
+        "errors": [r.error for r in records],
+        "next_at": [micros(r.next_attempt_at) for r in records],
+        "finished_at": finished_us,
+        "delivered_at": [now_us if r.next_status is Status.SUCCEEDED else None for r in records],
+        "started_at": [to_micros(r.started_at) for r in records],
+        "durations": [r.duration_ms for r in records],
+        "excerpts": [r.response_excerpt for r in records],
+    }
+    return [row.id for row in await conn.execute(_RECORD, params)]
+
+
+# Each outcome's attempt row, the move of its delivery (only while this worker's lease
+# holds) and the counters of those that finished, in one statement. The counters are
+# upserted in (user_id, event) order, so concurrent workers lock them in the same order.
+_RECORD = text(
+    f"""
+    WITH outcome AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS text[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+            CAST(:codes AS integer[]), CAST(:errors AS text[]), CAST(:next_at AS bigint[]),
+            CAST(:finished_at AS bigint[]), CAST(:delivered_at AS bigint[]),
+            CAST(:started_at AS bigint[]), CAST(:durations AS integer[]),
+            CAST(:excerpts AS text[])
+        ) AS o(id, status, attempt, code, error, next_at, finished_at, delivered_at,
+               started_at, duration_ms, excerpt)
+    ),
+    attempt_rows AS (
+        INSERT INTO delivery_attempts
+            (delivery_pk, attempt, created_at, duration_ms, status_code, error, response_excerpt)
+        SELECT id, attempt, started_at, duration_ms, code, error, excerpt FROM outcome
+    ),
+    moved AS (
+        UPDATE deliveries AS d SET
+            status = o.status, attempts = o.attempt, last_status_code = o.code,
+            last_error = o.error, lease_owner = NULL, lease_until = NULL,
+            next_attempt_at = coalesce(o.next_at, d.next_attempt_at),
+            finished_at = o.finished_at, delivered_at = o.delivered_at
+        FROM outcome AS o
+        WHERE d.id = o.id AND d.status = '{Status.IN_FLIGHT.value}' AND d.lease_owner = :worker
+        RETURNING d.id, d.user_id, d.event, o.status, o.attempt
+    ),
+    counted AS (
+        INSERT INTO delivery_stats (user_id, event, successful, failed, attempts_sum)
+        SELECT user_id, event,
+               count(*) FILTER (WHERE status = '{Status.SUCCEEDED.value}'),
+               count(*) FILTER (WHERE status = '{Status.FAILED.value}'),
+               sum(attempt)
+        FROM moved WHERE status <> '{Status.PENDING.value}'
+        GROUP BY user_id, event ORDER BY user_id, event
+        ON CONFLICT (user_id, event) DO UPDATE SET
+            successful = delivery_stats.successful + excluded.successful,
+            failed = delivery_stats.failed + excluded.failed,
+            attempts_sum = delivery_stats.attempts_sum + excluded.attempts_sum
+    )
+    SELECT id FROM moved
+    """
+)
 
 
 # One statement for every outcome, run as an executemany over a batch of attempts.
