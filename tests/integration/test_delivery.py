@@ -279,3 +279,28 @@ async def test_sender_maps_errors_without_a_database() -> None:
         assert blocked.retryable is False
     finally:
         await sender.close()
+
+
+async def test_sender_remembers_only_urls_that_passed(receiver: Receiver) -> None:
+    """A checked URL is not parsed again; a blocked one is refused on every attempt."""
+    allowed = TargetPolicy(allow_loopback=True)
+    sender = Sender(
+        timeout_s=2, max_response_bytes=1024, excerpt_chars=100, concurrency=2, policy=allowed
+    )
+    strict = Sender(
+        timeout_s=2,
+        max_response_bytes=1024,
+        excerpt_chars=100,
+        concurrency=2,
+        policy=TargetPolicy(),
+    )
+    try:
+        for _ in range(2):
+            assert (await sender.send(receiver.url, b"{}", {})).ok
+            refused = await strict.send(receiver.url, b"{}", {})
+            assert refused.kind == "blocked"
+        assert list(sender._checked) == [receiver.url] and not strict._checked
+        assert len(receiver.received) == 2
+    finally:
+        await sender.close()
+        await strict.close()

@@ -84,6 +84,9 @@ def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
     return f"connect failed {where}: {exc.os_error.strerror or exc.os_error}"
 
 
+CHECKED_URLS_KEPT = 10_000
+
+
 class Sender:
     """Sends webhook requests over one pooled keep-alive session."""
 
@@ -104,6 +107,20 @@ class Sender:
         self.policy = policy
         self._connector_kwargs = {"limit": concurrency, **(connector_kwargs or {})}
         self._session: aiohttp.ClientSession | None = None
+        self._checked: dict[str, URL] = {}  # URLs that passed the policy's literal check
+
+    def _target(self, url: str) -> URL:
+        """``url`` parsed and checked (``check_url_target``). A user's URL rarely changes and
+        the policy never does, so a URL that passed is remembered instead of parsed per
+        attempt; a blocked or unparseable one raises every time."""
+        target = self._checked.get(url)
+        if target is None:
+            target = URL(url)
+            self.policy.check_url_target(target)  # literal IPs never reach the resolver
+            if len(self._checked) >= CHECKED_URLS_KEPT:
+                self._checked.clear()
+            self._checked[url] = target
+        return target
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -133,8 +150,7 @@ class Sender:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            target = URL(url)
-            self.policy.check_url_target(target)  # literal IPs never reach the resolver
+            target = self._target(url)
             async with self.session.post(
                 target,
                 data=body,
