@@ -26,6 +26,10 @@ def _split_list(value: object) -> object:
     return value
 
 
+#: The guide's retry schedule: attempts 2, 3 and 4 follow after 1, 5 and 15 seconds.
+DEFAULT_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 5.0, 15.0)
+
+
 class Settings(BaseSettings):
     """Everything configurable, with the guide's values as defaults."""
 
@@ -41,7 +45,7 @@ class Settings(BaseSettings):
     user_agent: str = "RoleReady-Webhook/1.0"
     timeout_s: float = Field(default=10.0, gt=0)
     retry_delays_s: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [1.0, 5.0, 15.0]
+        default_factory=lambda: list(DEFAULT_RETRY_DELAYS_S)
     )
     retry_after_cap_s: float = Field(default=300.0, ge=0)
     max_response_bytes: int = Field(default=64 * 1024, gt=0)

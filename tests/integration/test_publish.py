@@ -192,6 +192,56 @@ async def test_python_publish_is_a_transactional_outbox(
             await hookline.publish(engine, user.id, "resume.parsed", {})
 
 
+async def test_publish_many_enqueues_a_batch_in_one_transaction(
+    database_url: str, receiver: Receiver
+) -> None:
+    settings = make_settings(database_url, poll_interval_s=30)  # only a wake-up is prompt
+    async with running_api(settings) as api:
+        user, auth = await api.user()
+        await api.client.post("/api/webhooks/config", headers=auth, json={"url": receiver.url})
+        quiet, quiet_auth = await api.user("quiet")
+        saved = await api.client.post(
+            "/api/webhooks/config",
+            headers=quiet_auth,
+            json={"url": receiver.url, "enabledEvents": ["ats.check_completed"]},
+        )
+        assert saved.status_code == 200, saved.text
+        engine = api.store.db.writer
+        batch = [
+            (user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"]),
+            ("nobody", "resume.parsed", EXAMPLE_DATA["resume.parsed"]),
+            (quiet.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"]),
+            (quiet.id, "ats.check_completed", EXAMPLE_DATA["ats.check_completed"]),
+            (user.id, "tailoring.failed", EXAMPLE_DATA["tailoring.failed"]),
+        ]
+
+        # A bad event anywhere refuses the whole batch, naming its position.
+        with pytest.raises(hookline.EventError) as refused:
+            await hookline.publish_many(engine, [*batch, (user.id, "resume.parsed", {})])
+        assert str(refused.value).startswith("events[5]: data is missing fields")
+        assert "events[5].data.resumeId" in refused.value.fields
+        # Rolled back with the host app's transaction: nothing is queued.
+        with pytest.raises(RuntimeError):
+            async with engine.begin() as conn:
+                await hookline.publish_many(conn, batch)
+                raise RuntimeError("host transaction fails")
+        assert await count_deliveries(api) == 0
+
+        results = await hookline.publish_many(engine, batch)
+        assert [r.reason for r in results] == [
+            None,
+            "User has no webhook configuration",
+            "Event resume.parsed is not enabled for this webhook",
+            None,
+            None,
+        ]
+        sent = [r.delivery_ids[0] for r in results if r.delivery_ids]
+        assert len(sent) == 3 and all(len(r.delivery_ids) <= 1 for r in results)
+        arrived = await receiver.wait_for(3, timeout_s=10)  # woken, not polled
+        assert sorted(a.headers["X-Webhook-Delivery-Id"] for a in arrived) == sorted(sent)
+        assert await hookline.publish_many(engine, []) == []
+
+
 async def test_accepted_event_is_durable_before_any_attempt(database_url: str) -> None:
     """202 means stored: with no worker running, the delivery waits as pending."""
     settings = make_settings(database_url)

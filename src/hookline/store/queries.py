@@ -287,6 +287,38 @@ class Enqueued:
 _INSERT_DELIVERY = insert(deliveries)
 
 
+def _delivery_row(
+    *,
+    user_id: str,
+    endpoint: EndpointRow,
+    event: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    max_attempts: int,
+    status: Status = Status.PENDING,
+    lease_owner: str | None = None,
+    lease_until: datetime | None = None,
+) -> dict[str, Any]:
+    """A new delivery's row, its final body bytes included."""
+    delivery_id = ids.new_delivery_id()
+    return {
+        "id": ids.new_id(),
+        "delivery_id": delivery_id,
+        "user_id": user_id,
+        "endpoint_id": endpoint.id,
+        "event": event,
+        "url": endpoint.url,
+        "body": build_body(event, delivery_id, now, user_id, data),
+        "status": status.value,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_attempt_at": now,
+        "lease_owner": lease_owner,
+        "lease_until": lease_until,
+        "created_at": now,
+    }
+
+
 async def insert_delivery(
     conn: AsyncConnection,
     *,
@@ -300,35 +332,34 @@ async def insert_delivery(
     lease_owner: str | None = None,
     lease_until: datetime | None = None,
 ) -> tuple[str, str]:
-    """Store one delivery with its final body bytes; returns (log id, deliveryId)."""
-    log_id, delivery_id = ids.new_id(), ids.new_delivery_id()
-    body = build_body(event, delivery_id, now, user_id, data)
-    await conn.execute(
-        _INSERT_DELIVERY,
-        {
-            "id": log_id,
-            "delivery_id": delivery_id,
-            "user_id": user_id,
-            "endpoint_id": endpoint.id,
-            "event": event,
-            "url": endpoint.url,
-            "body": body,
-            "status": status.value,
-            "attempts": 0,
-            "max_attempts": max_attempts,
-            "next_attempt_at": now,
-            "lease_owner": lease_owner,
-            "lease_until": lease_until,
-            "created_at": now,
-        },
+    """Store one delivery with its final body bytes; returns (log id, deliveryId).
+
+    On PostgreSQL the insert wakes the workers by itself (a NOTIFY trigger, migration 0003).
+    """
+    row = _delivery_row(
+        user_id=user_id,
+        endpoint=endpoint,
+        event=event,
+        data=data,
+        now=now,
+        max_attempts=max_attempts,
+        status=status,
+        lease_owner=lease_owner,
+        lease_until=lease_until,
     )
-    return log_id, delivery_id
+    await conn.execute(_INSERT_DELIVERY, row)
+    return row["id"], row["delivery_id"]
 
 
-async def notify_workers(conn: AsyncConnection) -> None:
-    """Wake LISTENing workers when this transaction commits (PostgreSQL only)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+def _why_not(endpoint: EndpointRow | None, event: str) -> str | None:
+    """Why an event makes no delivery for this endpoint, or None when it makes one."""
+    if endpoint is None:
+        return "User has no webhook configuration"
+    if not endpoint.enabled:
+        return "Webhook is disabled"
+    if event not in endpoint.enabled_events:
+        return f"Event {event} is not enabled for this webhook"
+    return None
 
 
 async def enqueue(
@@ -342,12 +373,10 @@ async def enqueue(
 ) -> Enqueued:
     """Create the deliveries an event calls for, inside the caller's transaction."""
     endpoint = await get_endpoint(conn, user_id)
-    if endpoint is None:
-        return Enqueued([], "User has no webhook configuration")
-    if not endpoint.enabled:
-        return Enqueued([], "Webhook is disabled")
-    if event not in endpoint.enabled_events:
-        return Enqueued([], f"Event {event} is not enabled for this webhook")
+    reason = _why_not(endpoint, event)
+    if reason is not None:
+        return Enqueued([], reason)
+    assert endpoint is not None
     _, delivery_id = await insert_delivery(
         conn,
         user_id=user_id,
@@ -357,8 +386,48 @@ async def enqueue(
         now=now,
         max_attempts=max_attempts,
     )
-    await notify_workers(conn)
     return Enqueued([delivery_id])
+
+
+async def enqueue_many(
+    conn: AsyncConnection,
+    items: Sequence[tuple[str, str, Mapping[str, Any]]],
+    *,
+    now: datetime,
+    max_attempts: int,
+) -> list[Enqueued]:
+    """``enqueue`` for many (user id, event, data) at once, inside the caller's transaction:
+    one read of the endpoints and one multi-row insert. Results are in the items' order."""
+    wanted = sorted({user_id for user_id, _, _ in items})
+    found: dict[str, EndpointRow] = {}
+    if wanted:
+        rows = await conn.execute(
+            select(*_ENDPOINT_COLUMNS).where(
+                endpoints.c.user_id.in_(wanted), endpoints.c.slot == DEFAULT_SLOT
+            )
+        )
+        found = {row.user_id: _endpoint(row) for row in rows}
+    results, new_rows = [], []
+    for user_id, event, data in items:
+        endpoint = found.get(user_id)
+        reason = _why_not(endpoint, event)
+        if reason is not None:
+            results.append(Enqueued([], reason))
+            continue
+        assert endpoint is not None
+        row = _delivery_row(
+            user_id=user_id,
+            endpoint=endpoint,
+            event=event,
+            data=data,
+            now=now,
+            max_attempts=max_attempts,
+        )
+        new_rows.append(row)
+        results.append(Enqueued([row["delivery_id"]]))
+    if new_rows:
+        await conn.execute(_INSERT_DELIVERY, new_rows)
+    return results
 
 
 # --- the worker's statements ------------------------------------------------------------
