@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
+    Select,
     String,
     TextClause,
     and_,
@@ -475,23 +477,48 @@ def _claimed(row: Any) -> Claimed:
     )
 
 
-def _lease_due(
-    postgres: bool, worker: str, limit: int, now: datetime, lease_until: datetime
-) -> Update:
+def _lease_due(postgres: bool) -> Update:
+    """Lease the ``b_limit`` longest-due pending deliveries to ``b_worker``."""
     due = (
         select(deliveries.c.id)
-        .where(status_is(Status.PENDING), deliveries.c.next_attempt_at <= now)
+        .where(
+            status_is(Status.PENDING),
+            deliveries.c.next_attempt_at <= bindparam("b_now", type_=Timestamp()),
+        )
         .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
+        .limit(bindparam("b_limit", type_=Integer()))
     )
     if postgres:
         due = due.with_for_update(skip_locked=True)
     return (
         update(deliveries)
         .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(status=Status.IN_FLIGHT.value, lease_owner=worker, lease_until=lease_until)
+        .values(
+            status=Status.IN_FLIGHT.value,
+            lease_owner=bindparam("b_worker"),
+            lease_until=bindparam("b_lease_until", type_=Timestamp()),
+        )
         .returning(*_CLAIMED_COLUMNS)
     )
+
+
+_ENDPOINT_PREFIX = "e_"
+
+
+def _claim_with_endpoints() -> Select[Any]:
+    """PostgreSQL's claim: the lease (a CTE) joined to the leased rows' endpoints."""
+    leased = _lease_due(postgres=True).cte("leased")
+    endpoint_columns = [
+        column.label(_ENDPOINT_PREFIX + column.name) for column in _ENDPOINT_COLUMNS
+    ]
+    return select(leased, *endpoint_columns).outerjoin_from(
+        leased, endpoints, endpoints.c.id == leased.c.endpoint_id
+    )
+
+
+# Built once: building these per claim cost more than running them at a trickle.
+_CLAIM_POSTGRES = _claim_with_endpoints()
+_CLAIM_SQLITE = _lease_due(postgres=False)
 
 
 async def claim_due(
@@ -504,27 +531,16 @@ async def claim_due(
     statement, the endpoints joined to the leased rows; SQLite's writer lock (BEGIN
     IMMEDIATE) serialises claimers, and the endpoints are read after the lease.
     """
+    params = {"b_worker": worker, "b_limit": limit, "b_now": now, "b_lease_until": lease_until}
     if conn.dialect.name == "postgresql":
-        leased = _lease_due(True, worker, limit, now, lease_until).cte("leased")
-        endpoint_columns = [
-            column.label(_ENDPOINT_PREFIX + column.name) for column in _ENDPOINT_COLUMNS
-        ]
-        rows = await conn.execute(
-            select(leased, *endpoint_columns).outerjoin_from(
-                leased, endpoints, endpoints.c.id == leased.c.endpoint_id
-            )
-        )
+        rows = await conn.execute(_CLAIM_POSTGRES, params)
         return [
             (_claimed(row), None if row.e_id is None else _endpoint(row, _ENDPOINT_PREFIX))
             for row in rows
         ]
-    result = await conn.execute(_lease_due(False, worker, limit, now, lease_until))
-    claimed = [_claimed(row) for row in result]
+    claimed = [_claimed(row) for row in await conn.execute(_CLAIM_SQLITE, params)]
     found = await endpoints_by_id(conn, (c.endpoint_id for c in claimed if c.endpoint_id))
     return [(c, found.get(c.endpoint_id or "")) for c in claimed]
-
-
-_ENDPOINT_PREFIX = "e_"
 
 
 async def held_delivery(conn: AsyncConnection, log_id: str, worker: str) -> Claimed | None:
@@ -613,14 +629,9 @@ async def record_attempts(
             for r in records
         ],
     )
-    held = select(deliveries.c.id, deliveries.c.user_id, deliveries.c.event).where(
-        deliveries.c.id.in_([r.log_id for r in records]),
-        status_is(Status.IN_FLIGHT),
-        deliveries.c.lease_owner == worker,
-    )
-    if conn.dialect.name == "postgresql":
-        held = held.with_for_update()  # nobody reclaims them until this commits
-    owned = {row.id: row for row in await conn.execute(held)}
+    # SQLite's writer lock keeps anyone from reclaiming these until this commits.
+    held = await conn.execute(_HELD, {"b_ids": [r.log_id for r in records], "b_worker": worker})
+    owned = {row.id: row for row in held}
     mine = [r for r in records if r.log_id in owned]
     if not mine:
         return []
@@ -727,6 +738,12 @@ _RECORD = text(
 )
 
 
+_HELD = select(deliveries.c.id, deliveries.c.user_id, deliveries.c.event).where(
+    deliveries.c.id.in_(bindparam("b_ids", expanding=True)),
+    status_is(Status.IN_FLIGHT),
+    deliveries.c.lease_owner == bindparam("b_worker"),
+)
+
 # One statement for every outcome, run as an executemany over a batch of attempts.
 _MOVE_ON = (
     update(deliveries)
@@ -771,9 +788,12 @@ async def _bump_stats(
         }
         for user, event in sorted(keys)
     ]
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    await conn.execute(_BUMP_STATS[conn.dialect.name], rows)
+
+
+def _bump_stats_statement(dialect_insert: Any) -> Any:
     stmt = dialect_insert(delivery_stats)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[delivery_stats.c.user_id, delivery_stats.c.event],
         set_={
             "successful": delivery_stats.c.successful + stmt.excluded.successful,
@@ -781,7 +801,12 @@ async def _bump_stats(
             "attempts_sum": delivery_stats.c.attempts_sum + stmt.excluded.attempts_sum,
         },
     )
-    await conn.execute(stmt, rows)
+
+
+_BUMP_STATS = {
+    "postgresql": _bump_stats_statement(postgresql.insert),
+    "sqlite": _bump_stats_statement(sqlite.insert),
+}
 
 
 async def purge_before(conn: AsyncConnection, cutoff: datetime, batch: int) -> int:
