@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "production"
     database_url: str = DEFAULT_DATABASE_URL
+    # PostgreSQL connections each process keeps open (as many more may open under a burst).
+    db_pool_size: int = Field(default=20, ge=1)
 
     # The event catalog users may subscribe to; the guide's seven by default.
     events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_EVENTS))

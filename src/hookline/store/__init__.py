@@ -54,7 +54,7 @@ class Store:
     def __init__(self, settings: Settings, box: SecretBox | None = None) -> None:
         self.settings = settings
         self._box = box
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, settings.db_pool_size)
         self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
 
     @property
@@ -221,7 +221,7 @@ class Store:
 
     async def publish(self, user_id: str, event: str, data: Mapping[str, Any]) -> Enqueued:
         """Accept an event: its deliveries are durable when this returns."""
-        async with self.db.write() as conn:
+        async with self.db.write_once() as conn:
             return await queries.enqueue(
                 conn,
                 user_id=user_id,

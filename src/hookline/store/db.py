@@ -31,16 +31,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
-    """(writer, reader) engines for ``url``; the same engine twice on PostgreSQL.
+def create_engines(url: str, pool_size: int = 20) -> tuple[AsyncEngine, AsyncEngine]:
+    """(writer, reader) engines for ``url``. Readers run each statement in autocommit.
 
-    On SQLite the writer starts every transaction with BEGIN IMMEDIATE so that a writer takes
-    the lock up front instead of failing to upgrade a read lock; readers run in autocommit and
-    never block behind writers thanks to WAL.
+    On PostgreSQL both share one pool; the reader's connections are in autocommit, so a read
+    is one round trip (no BEGIN and ROLLBACK around it), and single-statement writes use it
+    too (``Database.write_once``). On SQLite the writer starts every transaction with BEGIN
+    IMMEDIATE so that a writer takes the lock up front instead of failing to upgrade a read
+    lock; readers never block behind writers thanks to WAL.
     """
     if not is_sqlite(url):
-        engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False)
-        return engine, engine
+        # Connections beyond the pool are closed on return: size it for the usual load, or
+        # every burst pays for new connections.
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+        )
+        return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -57,16 +63,14 @@ def create_engines(url: str) -> tuple[AsyncEngine, AsyncEngine]:
 class Database:
     """The two engines plus the in-process write lock SQLite wants."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = 20) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self.writer, self.reader = create_engines(url)
+        self.writer, self.reader = create_engines(url, pool_size)
         # One writer at a time inside this process: cheaper than contending on SQLite's lock.
         self._write_lock = asyncio.Lock() if self.sqlite else None
         # PostgreSQL runs a single-statement write in autocommit: one round trip, not three.
-        self._autocommit = (
-            None if self.sqlite else self.writer.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        self._autocommit = None if self.sqlite else self.reader
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -97,5 +101,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.sqlite:  # PostgreSQL's reader shares the writer's pool
             await self.reader.dispose()
