@@ -420,6 +420,7 @@ async def run_config(bench: Bench, name: str) -> dict[str, Any]:
     finally:
         if engine is not None:
             await engine.dispose()
+        await db.dispose_readers()
         bench.procs.stop_all(keep=("receiver",))
         if name != "sqlite" and not bench.keep:
             with contextlib.suppress(Exception):
@@ -597,6 +598,7 @@ async def run_scale(bench: Bench, backend: str) -> dict[str, Any]:
         return result
     finally:
         await engine.dispose()
+        await db.dispose_readers()
         bench.procs.stop_all(keep=("receiver",))
         if backend == "postgres" and not bench.keep:
             with contextlib.suppress(Exception):
