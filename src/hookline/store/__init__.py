@@ -221,6 +221,18 @@ class Store:
 
     async def publish(self, user_id: str, event: str, data: Mapping[str, Any]) -> Enqueued:
         """Accept an event: its deliveries are durable when this returns."""
+        max_attempts = self.settings.max_attempts
+        if self.db.sqlite:
+            return await self.db.run_write(
+                lambda conn: queries.enqueue_sync(
+                    conn,
+                    user_id=user_id,
+                    event=event,
+                    data=data,
+                    now=utcnow(),
+                    max_attempts=max_attempts,
+                )
+            )
         async with self.db.write_once() as conn:
             return await queries.enqueue(
                 conn,
@@ -228,7 +240,7 @@ class Store:
                 event=event,
                 data=data,
                 now=utcnow(),
-                max_attempts=self.settings.max_attempts,
+                max_attempts=max_attempts,
             )
 
     async def start_test(self, user_id: str, data: Mapping[str, Any]) -> tuple[Job, str]:
@@ -262,10 +274,15 @@ class Store:
 
     async def claim(self, worker: str, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to ``worker``, with their targets and secrets."""
-        async with self.db.write_once() as conn:
-            now = utcnow()
-            lease_until = now + timedelta(seconds=self.settings.lease_s)
-            claimed = await queries.claim_due(conn, worker, limit, now, lease_until)
+        now = utcnow()
+        lease_until = now + timedelta(seconds=self.settings.lease_s)
+        if self.db.sqlite:
+            claimed = await self.db.run_write(
+                lambda conn: queries.claim_due_sqlite(conn, worker, limit, now, lease_until)
+            )
+        else:
+            async with self.db.write_once() as conn:
+                claimed = await queries.claim_due(conn, worker, limit, now, lease_until)
         jobs = []
         for delivery, endpoint in claimed:
             if endpoint is None:
@@ -276,6 +293,10 @@ class Store:
 
     async def record(self, worker: str, records: Sequence[AttemptRecord]) -> list[str]:
         """Record attempts and their consequences atomically."""
+        if self.db.sqlite:
+            return await self.db.run_write(
+                lambda conn: queries.record_attempts_sqlite(conn, worker, records, utcnow())
+            )
         async with self.db.write_once() as conn:
             return await queries.record_attempts(conn, worker, records, utcnow())
 

@@ -30,6 +30,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import Update
 
@@ -398,8 +399,26 @@ async def enqueue(
     max_attempts: int,
 ) -> Enqueued:
     """Create the deliveries an event calls for, inside the caller's transaction (or as one
-    statement in autocommit): the insert checks the endpoint itself, and only an event that
-    makes no delivery reads the endpoint, to say why."""
+    statement in autocommit): see ``enqueue_sync``."""
+    return await conn.run_sync(
+        lambda sync: enqueue_sync(
+            sync, user_id=user_id, event=event, data=data, now=now, max_attempts=max_attempts
+        )
+    )
+
+
+def enqueue_sync(
+    conn: Connection,
+    *,
+    user_id: str,
+    event: str,
+    data: Mapping[str, Any],
+    now: datetime,
+    max_attempts: int,
+) -> Enqueued:
+    """``enqueue`` as plain statements (SQLite's store runs it whole on SQLite's thread). The
+    insert checks the endpoint itself; only an event that makes no delivery reads the
+    endpoint, to say why."""
     delivery_id = ids.new_delivery_id()
     params = {
         "id": ids.new_id(),
@@ -410,15 +429,15 @@ async def enqueue(
         "max_attempts": max_attempts,
         "now": to_micros(now),
     }
-    if (await conn.execute(_ENQUEUE[conn.dialect.name], params)).first() is not None:
+    if conn.execute(_ENQUEUE[conn.dialect.name], params).first() is not None:
         return Enqueued([delivery_id])
-    endpoint = await get_endpoint(conn, user_id)
+    found = conn.execute(_ENDPOINT_OF_USER, {"user_id": user_id, "slot": DEFAULT_SLOT}).first()
+    endpoint = None if found is None else _endpoint(found)
     reason = _why_not(endpoint, event)
     if reason is not None:
         return Enqueued([], reason)
     assert endpoint is not None  # configured between the two statements: insert as read
-    _, delivery_id = await insert_delivery(
-        conn,
+    row = _delivery_row(
         user_id=user_id,
         endpoint=endpoint,
         event=event,
@@ -426,7 +445,8 @@ async def enqueue(
         now=now,
         max_attempts=max_attempts,
     )
-    return Enqueued([delivery_id])
+    conn.execute(_INSERT_DELIVERY, row)
+    return Enqueued([row["delivery_id"]])
 
 
 async def enqueue_many(
@@ -569,15 +589,28 @@ async def claim_due(
     statement, the endpoints joined to the leased rows; SQLite's writer lock (BEGIN
     IMMEDIATE) serialises claimers, and the endpoints are read after the lease.
     """
+    if conn.dialect.name != "postgresql":
+        return await conn.run_sync(claim_due_sqlite, worker, limit, now, lease_until)
     params = {"b_worker": worker, "b_limit": limit, "b_now": now, "b_lease_until": lease_until}
-    if conn.dialect.name == "postgresql":
-        rows = await conn.execute(_CLAIM_POSTGRES, params)
-        return [
-            (_claimed(row), None if row.e_id is None else _endpoint(row, _ENDPOINT_PREFIX))
-            for row in rows
-        ]
-    claimed = [_claimed(row) for row in await conn.execute(_CLAIM_SQLITE, params)]
-    found = await endpoints_by_id(conn, (c.endpoint_id for c in claimed if c.endpoint_id))
+    rows = await conn.execute(_CLAIM_POSTGRES, params)
+    return [
+        (_claimed(row), None if row.e_id is None else _endpoint(row, _ENDPOINT_PREFIX))
+        for row in rows
+    ]
+
+
+def claim_due_sqlite(
+    conn: Connection, worker: str, limit: int, now: datetime, lease_until: datetime
+) -> list[tuple[Claimed, EndpointRow | None]]:
+    """``claim_due`` on SQLite, as plain (synchronous) statements in the caller's write
+    transaction: the store runs the whole transaction on SQLite's thread in one hop."""
+    params = {"b_worker": worker, "b_limit": limit, "b_now": now, "b_lease_until": lease_until}
+    claimed = [_claimed(row) for row in conn.execute(_CLAIM_SQLITE, params)]
+    wanted = sorted({c.endpoint_id for c in claimed if c.endpoint_id})
+    found = {}
+    if wanted:
+        rows = conn.execute(select(*_ENDPOINT_COLUMNS).where(endpoints.c.id.in_(wanted)))
+        found = {row.id: _endpoint(row) for row in rows}
     return [(c, found.get(c.endpoint_id or "")) for c in claimed]
 
 
@@ -652,7 +685,17 @@ async def record_attempts(
         return []
     if conn.dialect.name == "postgresql":
         return await _record_attempts_postgres(conn, worker, records, now)
-    await conn.execute(
+    return await conn.run_sync(record_attempts_sqlite, worker, records, now)
+
+
+def record_attempts_sqlite(
+    conn: Connection, worker: str, records: Sequence[AttemptRecord], now: datetime
+) -> list[str]:
+    """``record_attempts`` on SQLite, as plain (synchronous) statements in the caller's write
+    transaction (see ``claim_due_sqlite``)."""
+    if not records:
+        return []
+    conn.execute(
         insert(delivery_attempts),
         [
             {
@@ -668,12 +711,12 @@ async def record_attempts(
         ],
     )
     # SQLite's writer lock keeps anyone from reclaiming these until this commits.
-    held = await conn.execute(_HELD, {"b_ids": [r.log_id for r in records], "b_worker": worker})
+    held = conn.execute(_HELD, {"b_ids": [r.log_id for r in records], "b_worker": worker})
     owned = {row.id: row for row in held}
     mine = [r for r in records if r.log_id in owned]
     if not mine:
         return []
-    await conn.execute(
+    conn.execute(
         _MOVE_ON,
         [
             {
@@ -697,7 +740,7 @@ async def record_attempts(
             row = owned[r.log_id]
             finished[(row.user_id, row.event, r.next_status)] += 1
             attempt_sums[(row.user_id, row.event)] += r.attempt
-    await _bump_stats(conn, finished, attempt_sums, sign=1)
+    _bump_stats_sync(conn, finished, attempt_sums, sign=1)
     return [r.log_id for r in mine]
 
 
@@ -813,6 +856,15 @@ async def _bump_stats(
     sign: int,
 ) -> None:
     """Add (sign=1) or remove (sign=-1) finished deliveries from the counters."""
+    await conn.run_sync(_bump_stats_sync, finished, attempt_sums, sign)
+
+
+def _bump_stats_sync(
+    conn: Connection,
+    finished: Mapping[tuple[str, str, Status], int],
+    attempt_sums: Mapping[tuple[str, str], int],
+    sign: int,
+) -> None:
     keys = set(attempt_sums) | {(user, event) for user, event, _ in finished}
     if not keys:
         return
@@ -826,7 +878,7 @@ async def _bump_stats(
         }
         for user, event in sorted(keys)
     ]
-    await conn.execute(_BUMP_STATS[conn.dialect.name], rows)
+    conn.execute(_BUMP_STATS[conn.dialect.name], rows)
 
 
 def _bump_stats_statement(dialect_insert: Any) -> Any:
