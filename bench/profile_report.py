@@ -20,6 +20,9 @@ IDLE = {
     ("EpollSelector.select", "selectors.py"),
     ("Condition.wait", "threading.py"),
     ("Event.wait", "threading.py"),
+    # A ThreadPoolExecutor thread (SQLite's write thread) blocked on its queue: a leaf only
+    # then, since running a work item puts frames below it.
+    ("_worker", "concurrent/futures/thread.py"),
     ("Thread._wait_for_tstate_lock", "threading.py"),
 }
 
