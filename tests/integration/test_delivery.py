@@ -263,15 +263,15 @@ async def test_deleted_config_fails_pending_deliveries(
         assert detail["error"] == "webhook configuration was deleted"
 
 
+def bare_sender(policy: TargetPolicy) -> Sender:
+    return Sender(
+        timeout_s=2, max_response_bytes=1024, excerpt_chars=100, concurrency=2, policy=policy
+    )
+
+
 async def test_sender_maps_errors_without_a_database() -> None:
     """The sender alone: a closed port and a blocked address become Outcomes, not exceptions."""
-    sender = Sender(
-        timeout_s=1,
-        max_response_bytes=1024,
-        excerpt_chars=100,
-        concurrency=2,
-        policy=TargetPolicy(),
-    )
+    sender = bare_sender(TargetPolicy())
     try:
         blocked = await sender.send("http://127.0.0.1:9/", b"{}", {})
         assert blocked.kind == "blocked" and blocked.error is not None
@@ -283,17 +283,8 @@ async def test_sender_maps_errors_without_a_database() -> None:
 
 async def test_sender_remembers_only_urls_that_passed(receiver: Receiver) -> None:
     """A checked URL is not parsed again; a blocked one is refused on every attempt."""
-    allowed = TargetPolicy(allow_loopback=True)
-    sender = Sender(
-        timeout_s=2, max_response_bytes=1024, excerpt_chars=100, concurrency=2, policy=allowed
-    )
-    strict = Sender(
-        timeout_s=2,
-        max_response_bytes=1024,
-        excerpt_chars=100,
-        concurrency=2,
-        policy=TargetPolicy(),
-    )
+    sender = bare_sender(TargetPolicy(allow_loopback=True))
+    strict = bare_sender(TargetPolicy())
     try:
         for _ in range(2):
             assert (await sender.send(receiver.url, b"{}", {})).ok

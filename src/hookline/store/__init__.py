@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from hookline import ids
 from hookline.config import Settings
@@ -221,27 +221,21 @@ class Store:
 
     async def publish(self, user_id: str, event: str, data: Mapping[str, Any]) -> Enqueued:
         """Accept an event: its deliveries are durable when this returns."""
-        max_attempts = self.settings.max_attempts
-        if self.db.sqlite:
-            return await self.db.run_write(
-                lambda conn: queries.enqueue_sync(
-                    conn,
-                    user_id=user_id,
-                    event=event,
-                    data=data,
-                    now=utcnow(),
-                    max_attempts=max_attempts,
-                )
-            )
-        async with self.db.write_once() as conn:
-            return await queries.enqueue(
+
+        def enqueue(conn: Connection) -> Enqueued:
+            return queries.enqueue_sync(
                 conn,
                 user_id=user_id,
                 event=event,
                 data=data,
                 now=utcnow(),
-                max_attempts=max_attempts,
+                max_attempts=self.settings.max_attempts,
             )
+
+        if self.db.sqlite:
+            return await self.db.run_write(enqueue)
+        async with self.db.write_once() as conn:
+            return await conn.run_sync(enqueue)
 
     async def start_test(self, user_id: str, data: Mapping[str, Any]) -> tuple[Job, str]:
         """Store a test delivery leased to a one-off owner, for one immediate attempt.
@@ -254,8 +248,7 @@ class Store:
             endpoint = await queries.get_endpoint(conn, user_id)
             if endpoint is None:
                 raise NotFound("no webhook configuration")
-            log_id, _ = await queries.insert_delivery(
-                conn,
+            row = queries.new_delivery_row(
                 user_id=user_id,
                 endpoint=endpoint,
                 event=TEST_EVENT,
@@ -266,7 +259,8 @@ class Store:
                 lease_owner=owner,
                 lease_until=now + timedelta(seconds=self.settings.lease_s),
             )
-            claimed = await queries.held_delivery(conn, log_id, owner)
+            await queries.insert_delivery(conn, row)
+            claimed = await queries.held_delivery(conn, row["id"], owner)
         assert claimed is not None
         return Job(claimed, endpoint.url, self.signing_secrets(endpoint, now)), owner
 

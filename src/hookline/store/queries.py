@@ -290,7 +290,7 @@ class Enqueued:
 _INSERT_DELIVERY = insert(deliveries)
 
 
-def _delivery_row(
+def new_delivery_row(
     *,
     user_id: str,
     endpoint: EndpointRow,
@@ -322,47 +322,38 @@ def _delivery_row(
     }
 
 
-async def insert_delivery(
-    conn: AsyncConnection,
+async def insert_delivery(conn: AsyncConnection, row: Mapping[str, Any]) -> None:
+    """Store one delivery (a ``new_delivery_row``). On PostgreSQL the insert wakes the
+    workers by itself (a NOTIFY trigger, migration 0003)."""
+    await conn.execute(_INSERT_DELIVERY, dict(row))
+
+
+def _delivery_for(
+    endpoint: EndpointRow | None,
     *,
     user_id: str,
-    endpoint: EndpointRow,
     event: str,
     data: Mapping[str, Any],
     now: datetime,
     max_attempts: int,
-    status: Status = Status.PENDING,
-    lease_owner: str | None = None,
-    lease_until: datetime | None = None,
-) -> tuple[str, str]:
-    """Store one delivery with its final body bytes; returns (log id, deliveryId).
-
-    On PostgreSQL the insert wakes the workers by itself (a NOTIFY trigger, migration 0003).
-    """
-    row = _delivery_row(
+) -> tuple[dict[str, Any] | None, Enqueued]:
+    """The delivery row an event makes for this endpoint (None when it makes none), and
+    what publishing answers: its deliveryId, or why there is none."""
+    if endpoint is None:
+        return None, Enqueued([], "User has no webhook configuration")
+    if not endpoint.enabled:
+        return None, Enqueued([], "Webhook is disabled")
+    if event not in endpoint.enabled_events:
+        return None, Enqueued([], f"Event {event} is not enabled for this webhook")
+    row = new_delivery_row(
         user_id=user_id,
         endpoint=endpoint,
         event=event,
         data=data,
         now=now,
         max_attempts=max_attempts,
-        status=status,
-        lease_owner=lease_owner,
-        lease_until=lease_until,
     )
-    await conn.execute(_INSERT_DELIVERY, row)
-    return row["id"], row["delivery_id"]
-
-
-def _why_not(endpoint: EndpointRow | None, event: str) -> str | None:
-    """Why an event makes no delivery for this endpoint, or None when it makes one."""
-    if endpoint is None:
-        return "User has no webhook configuration"
-    if not endpoint.enabled:
-        return "Webhook is disabled"
-    if event not in endpoint.enabled_events:
-        return f"Event {event} is not enabled for this webhook"
-    return None
+    return row, Enqueued([row["delivery_id"]])
 
 
 def _enqueue_sql(postgres: bool) -> TextClause:
@@ -432,21 +423,18 @@ def enqueue_sync(
     if conn.execute(_ENQUEUE[conn.dialect.name], params).first() is not None:
         return Enqueued([delivery_id])
     found = conn.execute(_ENDPOINT_OF_USER, {"user_id": user_id, "slot": DEFAULT_SLOT}).first()
-    endpoint = None if found is None else _endpoint(found)
-    reason = _why_not(endpoint, event)
-    if reason is not None:
-        return Enqueued([], reason)
-    assert endpoint is not None  # configured between the two statements: insert as read
-    row = _delivery_row(
+    # A row here means the endpoint was configured between the two statements: insert as read.
+    row, answer = _delivery_for(
+        None if found is None else _endpoint(found),
         user_id=user_id,
-        endpoint=endpoint,
         event=event,
         data=data,
         now=now,
         max_attempts=max_attempts,
     )
-    conn.execute(_INSERT_DELIVERY, row)
-    return Enqueued([row["delivery_id"]])
+    if row is not None:
+        conn.execute(_INSERT_DELIVERY, row)
+    return answer
 
 
 async def enqueue_many(
@@ -469,22 +457,17 @@ async def enqueue_many(
         found = {row.user_id: _endpoint(row) for row in rows}
     results, new_rows = [], []
     for user_id, event, data in items:
-        endpoint = found.get(user_id)
-        reason = _why_not(endpoint, event)
-        if reason is not None:
-            results.append(Enqueued([], reason))
-            continue
-        assert endpoint is not None
-        row = _delivery_row(
+        row, answer = _delivery_for(
+            found.get(user_id),
             user_id=user_id,
-            endpoint=endpoint,
             event=event,
             data=data,
             now=now,
             max_attempts=max_attempts,
         )
-        new_rows.append(row)
-        results.append(Enqueued([row["delivery_id"]]))
+        if row is not None:
+            new_rows.append(row)
+        results.append(answer)
     if new_rows:
         await conn.execute(_INSERT_DELIVERY, new_rows)
     return results
