@@ -73,7 +73,8 @@ def create_engines(url: str, pool_size: int = 20) -> tuple[AsyncEngine, AsyncEng
 
 
 class Database:
-    """The two engines plus the in-process write lock SQLite wants."""
+    """The two engines, plus what SQLite wants: an in-process write lock, and a thread of its
+    own that runs write transactions whole (``run_write``)."""
 
     def __init__(self, url: str, pool_size: int = 20) -> None:
         self.url = url
