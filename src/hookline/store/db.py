@@ -1,5 +1,5 @@
-"""Engines: SQLite tuned for one writer at a time (WAL, busy_timeout, BEGIN IMMEDIATE),
-PostgreSQL as it comes."""
+"""Engines: SQLite tuned for one writer at a time (WAL, busy_timeout, BEGIN IMMEDIATE, a
+write thread), PostgreSQL with a sized pool and autocommit reads."""
 
 from __future__ import annotations
 
