@@ -276,7 +276,7 @@ class Store:
             )
         else:
             async with self.db.write_once() as conn:
-                claimed = await queries.claim_due(conn, worker, limit, now, lease_until)
+                claimed = await queries.claim_due_postgres(conn, worker, limit, now, lease_until)
         jobs = []
         for delivery, endpoint in claimed:
             if endpoint is None:
@@ -292,7 +292,7 @@ class Store:
                 lambda conn: queries.record_attempts_sqlite(conn, worker, records, utcnow())
             )
         async with self.db.write_once() as conn:
-            return await queries.record_attempts(conn, worker, records, utcnow())
+            return await queries.record_attempts_postgres(conn, worker, records, utcnow())
 
     async def release(self, worker: str, log_ids: Sequence[str]) -> int:
         async with self.db.write() as conn:

@@ -104,13 +104,10 @@ class Database:
 
     @asynccontextmanager
     async def write_once(self) -> AsyncIterator[AsyncConnection]:
-        """A write that is one statement on PostgreSQL, run in autocommit there (no BEGIN and
-        COMMIT round trips; the statement is atomic by itself). On SQLite, where the same
-        work takes several statements, a write transaction as ``write()``."""
-        if self._autocommit is None:
-            async with self.write() as conn:
-                yield conn
-            return
+        """PostgreSQL: a connection for a write that is one statement, in autocommit (no BEGIN
+        and COMMIT round trips; the statement is atomic by itself). SQLite writes go through
+        ``write()`` or ``run_write()``."""
+        assert self._autocommit is not None, "PostgreSQL only"
         async with self._autocommit.connect() as conn:
             yield conn
 

@@ -562,18 +562,15 @@ _CLAIM_POSTGRES = _claim_with_endpoints()
 _CLAIM_SQLITE = _lease_due(postgres=False)
 
 
-async def claim_due(
+async def claim_due_postgres(
     conn: AsyncConnection, worker: str, limit: int, now: datetime, lease_until: datetime
 ) -> list[tuple[Claimed, EndpointRow | None]]:
     """Lease up to ``limit`` due pending deliveries to ``worker`` until ``lease_until``, each
     with its endpoint (None once the endpoint is deleted).
 
-    PostgreSQL skips rows other workers are claiming (SKIP LOCKED) and does it all in one
-    statement, the endpoints joined to the leased rows; SQLite's writer lock (BEGIN
-    IMMEDIATE) serialises claimers, and the endpoints are read after the lease.
+    One statement: it skips rows other workers are claiming (SKIP LOCKED) and joins the
+    endpoints to the leased rows. SQLite's is ``claim_due_sqlite``.
     """
-    if conn.dialect.name != "postgresql":
-        return await conn.run_sync(claim_due_sqlite, worker, limit, now, lease_until)
     params = {"b_worker": worker, "b_limit": limit, "b_now": now, "b_lease_until": lease_until}
     rows = await conn.execute(_CLAIM_POSTGRES, params)
     return [
@@ -585,8 +582,10 @@ async def claim_due(
 def claim_due_sqlite(
     conn: Connection, worker: str, limit: int, now: datetime, lease_until: datetime
 ) -> list[tuple[Claimed, EndpointRow | None]]:
-    """``claim_due`` on SQLite, as plain (synchronous) statements in the caller's write
-    transaction: the store runs the whole transaction on SQLite's thread in one hop."""
+    """``claim_due_postgres`` on SQLite, as plain (synchronous) statements in the caller's
+    write transaction: the store runs the whole transaction on SQLite's thread in one hop.
+    SQLite's writer lock (BEGIN IMMEDIATE) serialises claimers; the endpoints are read after
+    the lease."""
     params = {"b_worker": worker, "b_limit": limit, "b_now": now, "b_lease_until": lease_until}
     claimed = [_claimed(row) for row in conn.execute(_CLAIM_SQLITE, params)]
     wanted = sorted({c.endpoint_id for c in claimed if c.endpoint_id})
@@ -656,26 +655,15 @@ class AttemptRecord:
     next_attempt_at: datetime | None = None
 
 
-async def record_attempts(
-    conn: AsyncConnection, worker: str, records: Sequence[AttemptRecord], now: datetime
+def record_attempts_sqlite(
+    conn: Connection, worker: str, records: Sequence[AttemptRecord], now: datetime
 ) -> list[str]:
-    """Record attempts and move each delivery on, guarded by this worker's lease.
+    """Record attempts and move each delivery on, guarded by this worker's lease, as plain
+    (synchronous) statements in the caller's write transaction (see ``claim_due_sqlite``).
 
     Returns the ids whose state changed; a delivery whose lease this worker lost keeps its
     attempt row (the request was made) but is left to its new owner.
     """
-    if not records:
-        return []
-    if conn.dialect.name == "postgresql":
-        return await _record_attempts_postgres(conn, worker, records, now)
-    return await conn.run_sync(record_attempts_sqlite, worker, records, now)
-
-
-def record_attempts_sqlite(
-    conn: Connection, worker: str, records: Sequence[AttemptRecord], now: datetime
-) -> list[str]:
-    """``record_attempts`` on SQLite, as plain (synchronous) statements in the caller's write
-    transaction (see ``claim_due_sqlite``)."""
     if not records:
         return []
     conn.execute(
@@ -727,10 +715,13 @@ def record_attempts_sqlite(
     return [r.log_id for r in mine]
 
 
-async def _record_attempts_postgres(
+async def record_attempts_postgres(
     conn: AsyncConnection, worker: str, records: Sequence[AttemptRecord], now: datetime
 ) -> list[str]:
-    """``record_attempts`` as one statement (``_RECORD``): one round trip for the batch."""
+    """``record_attempts_sqlite`` on PostgreSQL, as one statement (``_RECORD``): one round
+    trip for the batch."""
+    if not records:
+        return []
     now_us = to_micros(now)
 
     def micros(moment: datetime | None) -> int | None:
