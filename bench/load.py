@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -118,18 +119,26 @@ async def offered_load_http(
     async with aiohttp.ClientSession(
         connector=connector, headers=_auth(admin_token), timeout=timeout
     ) as session:
-        loop = asyncio.get_running_loop()
-        tasks = []
-        start = loop.time()
-        out.started = time.time()
-        for i in range(n):
-            delay = start + i / rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(_post_event(session, base, user_id, i, out)))
-        await asyncio.gather(*tasks)
-        out.ended = time.time()
+        await _open_loop(out, n, rate, lambda i: _post_event(session, base, user_id, i, out))
     return out
+
+
+async def _open_loop(
+    out: Published, n: int, rate: float, publish: Callable[[int], Awaitable[None]]
+) -> None:
+    """Start ``publish(i)`` for i in 0..n-1, one every 1/rate seconds, each its own task, and
+    wait for them all; stamps ``out.started`` and ``out.ended``."""
+    loop = asyncio.get_running_loop()
+    tasks = []
+    start = loop.time()
+    out.started = time.time()
+    for i in range(n):
+        delay = start + i / rate - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(publish(i)))
+    await asyncio.gather(*tasks)
+    out.ended = time.time()
 
 
 async def offered_load_python(
@@ -159,17 +168,7 @@ async def offered_load_python(
             out.sent_at[delivery_id] = sent
             out.returned_at[delivery_id] = returned
 
-    loop = asyncio.get_running_loop()
-    tasks = []
-    start = loop.time()
-    out.started = time.time()
-    for i in range(n):
-        delay = start + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
-    out.ended = time.time()
+    await _open_loop(out, n, rate, one)
     return out
 
 

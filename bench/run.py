@@ -218,6 +218,15 @@ class Meter:
         }
 
 
+async def _phase(
+    bench: Bench, name: str, url: str, hook_procs: list[Proc]
+) -> tuple[db.BenchUser, Meter]:
+    """A fresh user whose webhook points at the (reset) receiver, and a meter started now."""
+    user = await db.make_user(url, bench.key, name, bench.hook_url)
+    await load.receiver_reset(bench.receiver)
+    return user, Meter.start(hook_procs, bench.receiver_proc)
+
+
 async def throughput(
     bench: Bench,
     kind: str,
@@ -228,9 +237,7 @@ async def throughput(
     engine: Any,
 ) -> dict[str, Any]:
     plan = bench.plan
-    user = await db.make_user(url, bench.key, f"throughput-{kind}", bench.hook_url)
-    await load.receiver_reset(bench.receiver)
-    meter = Meter.start(hook_procs, bench.receiver_proc)
+    user, meter = await _phase(bench, f"throughput-{kind}", url, hook_procs)
     if kind == "python_api":
         pub = await load.publish_python_batches(
             engine, user.id, plan.python_n, plan.python_batch, plan.python_lanes
@@ -279,9 +286,7 @@ async def latency(
     engine: Any,
 ) -> dict[str, Any]:
     plan = bench.plan
-    user = await db.make_user(url, bench.key, f"latency-{kind}", bench.hook_url)
-    await load.receiver_reset(bench.receiver)
-    meter = Meter.start(hook_procs, bench.receiver_proc)
+    user, meter = await _phase(bench, f"latency-{kind}", url, hook_procs)
     if kind == "http_api":
         pub = await load.offered_load_http(
             base, admin_token, user.id, plan.latency_rate, plan.latency_s
