@@ -241,8 +241,18 @@ def test_a_user_manages_their_webhook(
     expect(page.get_by_test_id("secret-panel")).to_be_visible()
     new_secret = page.get_by_test_id("new-secret").inner_text()
     assert new_secret.startswith("whsec_") and new_secret != first_secret
-    expect(page.get_by_test_id("secret-old-until")).to_contain_text(
-        re.compile(r"The old secret keeps working until .*\d{4}")
+    # Precisely what keeps working: the old secret in webhook-signature until the grace ends;
+    # X-Webhook-Signature has the new secret only (docs/receiving.md, "Secret rotation").
+    expect(page.get_by_test_id("secret-old-until")).to_have_text(
+        re.compile(
+            r"^Until .*\d{4}.*, each delivery's webhook-signature header also carries a signature"
+            r" made with the old secret: .* keeps working with the old secret until then, and needs"
+            r" the new one after\. X-Webhook-Signature is signed with the new secret only, starting"
+            r" now\.$"
+        )
+    )
+    expect(page.get_by_test_id("secret-old-until").locator("time")).to_have_attribute(
+        "datetime", re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
     )
     expect(page.get_by_role("button", name="Copy secret")).to_be_visible()
     shot(page, artifacts, "12-secret-regenerated")

@@ -495,14 +495,29 @@
 
   /* ----------------------------------------------------------- secret */
 
-  function showSecret(secret, previousExpiresAt, message, moveFocus) {
+  // What a receiver holding the replaced secret can still verify (docs/receiving.md, "Secret
+  // rotation"): webhook-signature carries one signature per secret in use, X-Webhook-Signature
+  // only the newest.
+  function rotationNote(previousExpiresAt) {
+    if (!previousExpiresAt) {
+      return ['The old secret no longer signs deliveries: receivers need the new secret now.'];
+    }
+    return [
+      'Until ', timeEl(previousExpiresAt), ', each delivery\'s ', h('code', null, 'webhook-signature'),
+      ' header also carries a signature made with the old secret: a receiver that verifies that header',
+      ' keeps working with the old secret until then, and needs the new one after. ',
+      h('code', null, 'X-Webhook-Signature'), ' is signed with the new secret only, starting now.',
+    ];
+  }
+
+  function showSecret(secret, oldSecretNote, message, moveFocus) {
     setText($('new-secret'), secret);
     setText($('secret-message'), message || '');
     setStatus($('copy-status'), '');
     const old = $('secret-old-until');
     old.replaceChildren();
-    if (previousExpiresAt) {
-      old.append('The old secret keeps working until ', timeEl(previousExpiresAt), '.');
+    if (oldSecretNote) {
+      old.append(...oldSecretNote);
       show(old, true);
     } else {
       show(old, false);
@@ -617,7 +632,7 @@
     try {
       const d = await api('POST', `${API}/regenerate-secret`);
       clearError('regenerate');
-      showSecret(d.secret, d.previousSecretExpiresAt || null,
+      showSecret(d.secret, rotationNote(d.previousSecretExpiresAt),
         d.message || 'Webhook secret regenerated successfully', true);
     } catch (err) {
       if (err instanceof ApiError && err.silent) return;
