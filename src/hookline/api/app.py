@@ -9,16 +9,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from hookline import __version__
 from hookline.api import errors
+from hookline.api.failures import FailureResponses
 from hookline.api.limits import BodySizeLimit
 from hookline.api.ratelimit import RateLimiter
 from hookline.api.routes import dashboard, events, webhooks
 from hookline.config import Settings
 from hookline.crypto import load_box
 from hookline.delivery.worker import Worker
-from hookline.store import Store
+from hookline.store import Store, readiness
 from hookline.targets import policy_for, sender_for
 
 log = logging.getLogger("hookline")
@@ -68,6 +70,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         default_limit=settings.max_config_body_bytes,
         limits={"/api/events": settings.max_event_data_bytes + 16 * 1024},
     )
+    # Outermost of ours: whatever escapes the app is answered in JSON and not re-raised.
+    app.add_middleware(FailureResponses)
     app.include_router(webhooks.router)
     app.include_router(events.router)
     app.include_router(dashboard.router)
@@ -75,5 +79,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
+
+    @app.get("/readyz", tags=["ops"], include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """200 when the database answers and is at the newest migration; 503 otherwise."""
+        problem = await readiness.not_ready(app.state.store.db)
+        if problem is not None:
+            return errors.error_response(503, f"Not ready: {problem}")
+        return JSONResponse({"ok": True, "revision": readiness.head_revision()})
 
     return app

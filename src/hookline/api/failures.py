@@ -1,0 +1,93 @@
+"""The last word on a request that failed: an exception escaping the app becomes a JSON answer
+in the API's error shape, with a request id that is also in the log line, and goes no further.
+
+The exception is not re-raised: Starlette's outer error middleware would answer
+``text/plain`` and hand it on, and uvicorn then closes the keep-alive connection.
+
+=========================== ====== ==============================================
+What was raised             Status What the client gets
+=========================== ====== ==============================================
+database unavailable        503    ``Retry-After``; try again shortly
+database full               507    nothing was stored; an operator must make room
+``KeyConfigError``          500    the stored secrets don't open with the keys
+anything else               500    only the request id; the traceback is logged
+=========================== ====== ==============================================
+
+Every answer carries ``requestId`` in the body and ``X-Request-Id`` as a header.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hookline import ids
+from hookline.crypto import KeyConfigError
+from hookline.store.errors import DatabaseFault, classify
+
+log = logging.getLogger("hookline.api")
+
+RETRY_AFTER_S = 5  # an outage long enough to fail a request rarely ends sooner
+
+
+class FailureResponses:
+    """Answer any exception escaping ``app`` with JSON, unless the response already started."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            response = failure_response(exc, ids.new_id(), scope, started)
+            if not started:
+                await response(scope, receive, send)
+            # Once started, nothing can be said: the server sees the response unfinished and
+            # closes the connection itself.
+
+
+def failure_response(
+    exc: Exception, request_id: str, scope: Scope, started: bool = False
+) -> JSONResponse:
+    """Log ``exc`` under ``request_id`` and build the answer for it."""
+    where = f"{scope.get('method', '')} {scope.get('path', '')}"
+    if started:
+        where += " (after the response started)"
+    fault = classify(exc)
+    headers = {"X-Request-Id": request_id}
+    if fault is DatabaseFault.UNAVAILABLE:
+        log.warning("request %s %s: database unavailable: %s", request_id, where, _line(exc))
+        status, message = 503, "The database is unavailable; try again shortly"
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    elif fault is DatabaseFault.FULL:
+        log.error("request %s %s: database full: %s", request_id, where, _line(exc))
+        status, message = 507, "The database is out of space; nothing was stored"
+    elif isinstance(exc, KeyConfigError):
+        log.error("request %s %s: %s", request_id, where, exc, exc_info=exc)
+        status = 500
+        message = f"The stored webhook secrets do not open with the configured keys: {exc}"
+    else:
+        log.error("request %s %s failed", request_id, where, exc_info=exc)
+        status, message = 500, "Internal server error"
+    body = {"success": False, "error": message, "requestId": request_id}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _line(exc: BaseException) -> str:
+    """The exception in one line (SQLAlchemy's messages go on to the SQL and a link)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
