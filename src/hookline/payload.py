@@ -2,7 +2,9 @@
 
 The body is compact UTF-8 JSON in the guide's key order, written so that a receiver that
 re-serialises the parsed body with JavaScript's ``JSON.stringify`` gets the same bytes back
-(the guide's Node verification example does exactly that).
+(the guide's Node verification example does exactly that): numbers in JavaScript's notation,
+object keys in JavaScript's property order, nothing JavaScript would round or refuse, and
+nothing nested deeper than ``MAX_DEPTH``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from hookline.timeutil import iso_millis
 
 SECRET_PREFIX = "whsec_"
 MAX_SAFE_INTEGER = 2**53 - 1  # JavaScript's Number.MAX_SAFE_INTEGER
+MAX_ARRAY_INDEX = 2**32 - 2  # the largest key JavaScript lists first, as an array index
+
+#: How deep objects and arrays may nest in event data, ``data`` itself being level 1.
+#: Real events use a few levels. With the envelope's one more, every body stays well inside
+#: the default depth limit of receivers' parsers (64 in .NET's System.Text.Json and Json.NET),
+#: and serialising it never comes near Python's recursion limit.
+MAX_DEPTH = 32
 
 
 class PayloadError(ValueError):
@@ -52,14 +61,50 @@ def _js_number(value: float) -> str:
     return prefix + text
 
 
-def _jsonable(value: Any) -> Any:
-    """Copy ``value`` with floats pre-rendered in JavaScript's notation."""
+def _array_index(key: str) -> int | None:
+    """The key as JavaScript's array index (canonical decimal, 0 ... 2**32-2), or None."""
+    if key.isascii() and key.isdigit() and (key[0] != "0" or key == "0") and len(key) <= 10:
+        index = int(key)
+        if index <= MAX_ARRAY_INDEX:
+            return index
+    return None
+
+
+def _js_key_order(obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` with its keys in the order JSON.stringify lists them after JSON.parse: array
+    indices first, ascending, then every other key in insertion order (ECMA-262
+    OrdinaryOwnPropertyKeys)."""
+    indexed: list[tuple[int, str]] = []
+    for key in obj:
+        index = _array_index(key)
+        if index is not None:
+            indexed.append((index, key))
+    if not indexed:
+        return obj
+    indexed.sort()  # indices are unique: canonical keys are distinct numbers
+    ordered = {key: obj[key] for _, key in indexed}
+    ordered.update((key, item) for key, item in obj.items() if key not in ordered)
+    return ordered
+
+
+def _too_deep() -> PayloadError:
+    return PayloadError(f"data nests objects and arrays deeper than {MAX_DEPTH} levels (the limit)")
+
+
+def _jsonable(value: Any, depth: int = 1) -> Any:
+    """Copy ``value`` with floats pre-rendered and keys in JavaScript's order.
+
+    ``depth`` is the nesting level of ``value``; containers past ``MAX_DEPTH`` are refused
+    before descending into them, so the recursion is never deeper than MAX_DEPTH frames
+    (a container that holds itself is refused the same way).
+    """
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            # JSON.parse would round it, and the guide's verification would then fail.
-            raise PayloadError(f"data contains an integer beyond 2**53-1: {value}")
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            # JSON.parse would round it, and the guide's verification would then fail. The
+            # value is left out of the message: it may have thousands of digits.
+            raise PayloadError("data contains an integer beyond 2**53-1, which JavaScript rounds")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -68,31 +113,48 @@ def _jsonable(value: Any) -> Any:
             return int(value)
         return orjson.Fragment(_js_number(value))
     if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        obj = {str(key): _jsonable(item, depth + 1) for key, item in value.items()}
+        for key in obj:
+            if "0" <= key[:1] <= "9":  # the cheap test: most objects have no such key
+                return _js_key_order(obj)
+        return obj
     if isinstance(value, Sequence):
-        return [_jsonable(item) for item in value]
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        return [_jsonable(item, depth + 1) for item in value]
     raise PayloadError(f"data contains a value JSON cannot hold: {type(value).__name__}")
 
 
-def dumps(value: Any) -> bytes:
-    """Compact JSON bytes that round-trip through JSON.parse/JSON.stringify unchanged."""
+def _encode(value: Any) -> bytes:
     try:
-        return orjson.dumps(_jsonable(value))
+        return orjson.dumps(value)
     except orjson.JSONEncodeError as exc:
         raise PayloadError(f"data cannot be encoded as JSON: {exc}") from exc
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON bytes that round-trip through JSON.parse/JSON.stringify unchanged.
+
+    Raises PayloadError for what cannot: NaN, integers beyond 2**53-1, lone surrogates,
+    nesting deeper than MAX_DEPTH (``value`` itself being level 1).
+    """
+    return _encode(_jsonable(value))
 
 
 def build_body(
     event: str, delivery_id: str, timestamp: datetime, user_id: str, data: Mapping[str, Any]
 ) -> bytes:
     """The guide's payload ``{event, deliveryId, timestamp, userId, data}`` as bytes."""
-    return dumps(
+    return _encode(
         {
             "event": event,
             "deliveryId": delivery_id,
             "timestamp": iso_millis(timestamp),
             "userId": user_id,
-            "data": data,
+            # data's own depth counts from 1, as POST /api/events and publish() check it.
+            "data": _jsonable(data),
         }
     )
 

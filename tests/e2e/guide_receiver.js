@@ -22,8 +22,9 @@ const server = http.createServer((req, res) => {
   req.on('end', () => {
     let status = 200;
     let payload = null;
+    const raw = Buffer.concat(chunks).toString('utf8');
     try {
-      payload = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      payload = JSON.parse(raw);
       const signature = req.headers['x-webhook-signature'];
       const secret = process.env.WEBHOOK_SECRET;
       if (!verifyWebhookSignature(payload, signature, secret)) {
@@ -31,6 +32,14 @@ const server = http.createServer((req, res) => {
       }
     } catch (err) {
       status = 401;
+    }
+    if (status !== 200 && payload !== null) {
+      // Not part of the guide: show where re-serialising changed the bytes, for the test log.
+      const again = JSON.stringify(payload);
+      let at = 0;
+      while (at < raw.length && raw[at] === again[at]) at += 1;
+      console.error(`body changed at ${at}: sent ...${raw.slice(at, at + 40)}` +
+        ` re-serialised ...${again.slice(at, at + 40)}`);
     }
     console.log(`${status} ${payload && payload.deliveryId}`);
     res.statusCode = status;

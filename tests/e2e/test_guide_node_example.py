@@ -47,9 +47,22 @@ async def test_guide_node_example_verifies_every_event(api: Api) -> None:
             "text": 'Zoë "quoted" \\ \n\t ✓ \u2028 \U0001f600 </script>',
             "nested": {"list": [1, 2.5, None, True, {"k": []}]},
         }
+        # JavaScript lists array-index keys (0 ... 2**32-2) first, ascending, at every level.
+        index_keys = ["2024", "2023", "10", "9", "0", "01", "-1", "4294967294", "4294967295", "1.5"]
+        integer_keys = {
+            **EXAMPLE_DATA["ats.check_completed"],
+            "scoreHistory": {"2024": 85.5, "2023": 71},
+            "byKey": {key: position for position, key in enumerate(index_keys)},
+            "7": "a top-level index key",
+            "rows": [{"10": {"2": "b", "1": "a", "x": {"9": 9, "8": 8}}, "name": "n", "3": 3}],
+        }
         _, admin = await api.user("host-app", admin=True)
         sent = []
-        for event, data in [*EXAMPLE_DATA.items(), ("ats.check_completed", tricky)]:
+        for event, data in [
+            *EXAMPLE_DATA.items(),
+            ("ats.check_completed", tricky),
+            ("ats.check_completed", integer_keys),
+        ]:
             response = await api.client.post(
                 "/api/events", headers=admin, json={"userId": user.id, "event": event, "data": data}
             )

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from hookline import payload
 from hookline.payload import (
     PayloadError,
     _js_number,
@@ -104,3 +105,86 @@ def test_signatures() -> None:
         "User-Agent",
     ]  # fmt: skip
     assert json.loads(body) == {"event": "x"}
+
+
+MAX_DEPTH = 32  # the documented nesting limit of data (docs/api.md)
+
+# Keys JavaScript may or may not treat as array indices (canonical decimal, 0 ... 2**32-2).
+INDEX_LIKE_KEYS = ["2024", "2023", "10", "9", "0", "01", "-1", "4294967294", "4294967295", "1.5",
+                   "00", "1e3", " 1", "\u0661", "²", "9007199254740991", "x"]  # fmt: skip
+KEY_ORDER_CASES = [
+    {"scoreHistory": {"2024": 85.5, "2023": 71}},
+    {"b": 1, **dict.fromkeys(INDEX_LIKE_KEYS, 1), "a": 2},
+    dict.fromkeys(reversed(INDEX_LIKE_KEYS), 0),
+    {"list": [{"3": 1, "z": 2, "1": {"20": [], "2": {}}}], "0": None},
+    {"plain": 1, "keys": {"only": 2}},
+]
+
+
+def node_round_trip(bodies: list[bytes]) -> list[bytes]:
+    """What JSON.stringify(JSON.parse(body)) gives for each body, from a real node."""
+    script = (
+        "const lines = require('fs').readFileSync(0, 'utf8').split('\\n').filter(Boolean);"
+        "for (const l of lines) console.log(JSON.stringify(JSON.parse(l)));"
+    )
+    node = subprocess.run(
+        ["node", "-e", script], input=b"\n".join(bodies), capture_output=True, check=True,
+        timeout=30,
+    )  # fmt: skip
+    return node.stdout.splitlines()
+
+
+def test_array_index_keys_come_first_in_ascending_order() -> None:
+    body = build_body(
+        "ats.check_completed", "d-1", datetime(2024, 1, 1, tzinfo=UTC), "u",
+        {"scoreHistory": {"2024": 85.5, "2023": 71}, "10": 1, "b": 2, "9": 3},
+    )  # fmt: skip
+    assert body.endswith(b'"data":{"9":3,"10":1,"scoreHistory":{"2023":71,"2024":85.5},"b":2}}')
+    ordered = dumps(dict.fromkeys(INDEX_LIKE_KEYS, 0))
+    assert list(json.loads(ordered)) == [
+        "0", "9", "10", "2023", "2024", "4294967294",
+        "01", "-1", "4294967295", "1.5", "00", "1e3", " 1", "\u0661", "²", "9007199254740991", "x",
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_key_order_matches_json_stringify() -> None:
+    bodies = [dumps(case) for case in KEY_ORDER_CASES]
+    assert node_round_trip(bodies) == bodies
+
+
+def test_data_may_nest_up_to_the_limit() -> None:
+    assert payload.MAX_DEPTH == MAX_DEPTH
+    deepest: object = "leaf"
+    for level in range(MAX_DEPTH):
+        deepest = [deepest] if level % 2 else {"k": deepest}
+    assert json.loads(dumps(deepest)) == deepest
+    body = build_body("e", "d", datetime(2024, 1, 1, tzinfo=UTC), "u", deepest)  # type: ignore[arg-type]
+    assert json.loads(body)["data"] == deepest
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH + 1, 70, 700, 5000, 100_000])
+@pytest.mark.parametrize("shape", ["object", "array"])
+def test_deeper_data_is_refused_naming_the_limit(levels: int, shape: str) -> None:
+    deep: object = 1
+    for _ in range(levels):
+        deep = {"k": deep} if shape == "object" else [deep]
+    for value in (deep, {"wrapper": deep}):
+        with pytest.raises(PayloadError, match=f"deeper than {MAX_DEPTH} levels"):
+            dumps(value)
+    with pytest.raises(PayloadError, match=f"deeper than {MAX_DEPTH} levels"):
+        build_body("e", "d", datetime(2024, 1, 1, tzinfo=UTC), "u", {"deep": deep})
+
+
+def test_self_referencing_data_is_refused() -> None:
+    looped: dict[str, object] = {"a": 1}
+    looped["self"] = looped
+    with pytest.raises(PayloadError, match="deeper than"):
+        dumps(looped)
+
+
+def test_huge_integers_are_refused_with_a_short_message() -> None:
+    for value in (2**53, -(2**53), 10**5000):
+        with pytest.raises(PayloadError, match="beyond 2\\*\\*53-1") as refused:
+            dumps({"n": value})
+        assert len(str(refused.value)) < 200
