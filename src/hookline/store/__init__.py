@@ -3,8 +3,6 @@ the statements themselves live in ``queries``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -328,17 +326,13 @@ class Store:
             if not path or path == ":memory:":
                 return None
             return await sqlite_watch.watch(path, on_notify)
-        import asyncpg
+        # Imported here: asyncpg is only needed on PostgreSQL.
+        from hookline.store.listen import listen
 
         dsn = make_url(self.settings.database_url).set(drivername="postgresql")
-        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
-        await conn.add_listener(queries.NOTIFY_CHANNEL, lambda *_: on_notify())
-
-        async def stop() -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), timeout=5)
-
-        return stop
+        return await listen(
+            dsn.render_as_string(hide_password=False), queries.NOTIFY_CHANNEL, on_notify
+        )
 
     # --- views --------------------------------------------------------------------------
 
