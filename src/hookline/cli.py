@@ -209,7 +209,7 @@ def publish(
     config = settings()
     try:
         parsed: Any = json.loads(data)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON, or too deep or long for json
         fail(f"--data is not valid JSON: {exc}")
     if not isinstance(parsed, dict):
         fail("--data must be a JSON object")

@@ -23,7 +23,11 @@ router = APIRouter(prefix="/api", tags=["events"])
         403: {"model": ErrorBody, "description": "Not an admin token"},
         413: {"model": ErrorBody, "description": "`data` is larger than the limit"},
         415: {"model": ErrorBody, "description": "The body is not sent as application/json"},
-        422: {"model": ErrorBody, "description": "Unknown event or missing data fields"},
+        422: {
+            "model": ErrorBody,
+            "description": "Unknown event, missing data fields, or data receivers cannot read "
+            "back exactly (nested deeper than 32 levels, integers beyond 2^53-1, NaN)",
+        },
     },
 )
 async def publish(
