@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hookline import aio
 from hookline.config import Settings
-from hookline.crypto import KeyConfigError, generate_key, load_box
+from hookline.crypto import KeyConfigError, dev_key_path, generate_key, load_box
 from hookline.events import EventError, check_event
 from hookline.payload import PayloadError
 from hookline.store import NotFound, Store
@@ -75,6 +75,27 @@ def _setup_logging() -> None:
     )
 
 
+def _require_keys_that_open(config: Settings) -> None:
+    """Refuse to start when the stored webhook secrets do not open with the configured keys
+    (typically: a development database served in production with a fresh key)."""
+    failed, checked = with_store(config, lambda store: store.unopened_secrets())
+    if not failed:
+        return
+    dev_key = dev_key_path(config)
+    where = (
+        f"development mode keeps its key in {dev_key.resolve()}"
+        if dev_key.exists()
+        else "find the key the database was used with (development mode keeps it in "
+        f"{dev_key} beside the database)"
+    )
+    fail(
+        f"{failed} of {checked} stored webhook secrets checked do not open with "
+        f"HOOKLINE_SECRET_KEYS; they were encrypted with another key: {where}. Append that "
+        "key to HOOKLINE_SECRET_KEYS (new key first, old key after it), then run "
+        "'hookline rotate-keys' (docs/operations.md: 'From development to production')"
+    )
+
+
 def _require_migrated(config: Settings) -> None:
     from hookline.store.migrate import is_current
 
@@ -108,6 +129,7 @@ def serve(
     config = settings()
     _require_migrated(config)
     load_box(config)  # fail early, with a clear line, on missing or bad keys
+    _require_keys_that_open(config)
     _setup_logging()
     base = f"http://{host}:{port}"
     if config.development:
@@ -141,6 +163,7 @@ def worker() -> None:
     config = settings()
     _require_migrated(config)
     load_box(config)  # fail early, with a clear line, on missing or bad keys
+    _require_keys_that_open(config)
     _setup_logging()
     if config.development:
         logging.getLogger("hookline").warning(

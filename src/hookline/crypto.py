@@ -42,6 +42,14 @@ class SecretBox:
         except InvalidToken as exc:
             raise KeyConfigError("a stored secret does not open with any configured key") from exc
 
+    def opens(self, token: str) -> bool:
+        """Whether any configured key decrypts ``token``."""
+        try:
+            self._fernet.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeEncodeError):
+            return False
+        return True
+
     def rotate(self, token: str) -> str:
         """Re-encrypt ``token`` under the newest key."""
         try:

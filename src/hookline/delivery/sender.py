@@ -4,8 +4,10 @@ nothing above this module sees an aiohttp or asyncio exception."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import errno
+import math
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -85,6 +87,30 @@ def _connect_error(exc: aiohttp.ClientConnectorError) -> str:
 
 
 CHECKED_URLS_KEPT = 10_000
+#: The most of an error message kept from a receiver or the network (reason phrases, errors).
+ERROR_CHARS = 500
+
+
+def safe_text(text: str, limit: int) -> str:
+    """Text that came from a receiver or the network, made safe to store: at most ``limit``
+    characters, valid UTF-8 (no lone surrogates), and no NUL, which PostgreSQL's text
+    type refuses (one odd response once failed a whole batch of outcomes there)."""
+    text = text[:limit]
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def _safe(outcome: Outcome, excerpt_chars: int) -> Outcome:
+    """``outcome`` with its receiver-supplied text passed through ``safe_text``."""
+    error, excerpt = outcome.error, outcome.response_excerpt
+    safe_error = None if error is None else safe_text(error, ERROR_CHARS)
+    safe_excerpt = None if excerpt is None else safe_text(excerpt, excerpt_chars)
+    if safe_error == error and safe_excerpt == excerpt:
+        return outcome
+    return dataclasses.replace(outcome, error=safe_error, response_excerpt=safe_excerpt)
 
 
 class Sender:
@@ -100,12 +126,18 @@ class Sender:
         policy: TargetPolicy,
         connector_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        # aiohttp rounds deadlines above ``ceil_threshold`` (5 s by default) up to the loop's
+        # next whole second, which made the 10 s timeout 10 to 11 s: never round.
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, ceil_threshold=math.inf)
         self.timeout_s = timeout_s
         self.max_response_bytes = max_response_bytes
         self.excerpt_chars = excerpt_chars
         self.policy = policy
-        self._connector_kwargs = {"limit": concurrency, **(connector_kwargs or {})}
+        self._connector_kwargs = {
+            "limit": concurrency,
+            "timeout_ceil_threshold": math.inf,
+            **(connector_kwargs or {}),
+        }
         self._session: aiohttp.ClientSession | None = None
         self._checked: dict[str, URL] = {}  # URLs that passed the policy's literal check
 
@@ -143,7 +175,11 @@ class Sender:
             self._session = None
 
     async def send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
-        """POST ``body`` to ``url`` once and say how it went."""
+        """POST ``body`` to ``url`` once and say how it went; any text in the outcome that
+        came from the receiver is safe to store (``safe_text``)."""
+        return _safe(await self._send(url, body, headers), self.excerpt_chars)
+
+    async def _send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         started = time.perf_counter()
 
         def elapsed_ms() -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -16,9 +17,17 @@ from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Outcome, OutcomeKind, Sender
 from hookline.payload import build_headers
 from hookline.store import AttemptRecord, Job, Status, Store
+from hookline.store.errors import classify
 from hookline.timeutil import utcnow
 
 log = logging.getLogger("hookline.worker")
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one short line for a log message."""
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
 
 MAINTENANCE_EVERY_S = 5.0
 # At a trickle every new delivery wakes the worker. Claims at most this often once caught
@@ -27,6 +36,15 @@ MAINTENANCE_EVERY_S = 5.0
 # gap is all the latency this adds; the write gap adds none to sending.
 CLAIM_GAP_S = 0.002
 RECORD_GAP_S = 0.005
+# An outcome the database refuses is retried alone after these delays; then it is recorded
+# without the receiver's text (UNRECORDABLE), retried as often again, then given up (its
+# lease expires and the delivery is attempted again: at least once, never lost).
+RECORD_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+DISABLED = "webhook is disabled; not sent"
+UNRECORDABLE = "the outcome of this attempt could not be recorded"
+# While the database is unavailable, outcomes wait whole, backing off up to the cap.
+RECORD_BACKOFF_S = 0.5
+RECORD_BACKOFF_CAP_S = 5.0
 
 
 def policy_for(settings: Settings) -> RetryPolicy:
@@ -58,6 +76,7 @@ def decide(job: Job, outcome: Outcome, started_at: datetime, policy: RetryPolicy
         response_excerpt=outcome.response_excerpt,
         next_status=status,
         next_attempt_at=retry_at,
+        delivery_id=job.delivery.delivery_id,
     )
 
 
@@ -67,6 +86,9 @@ async def attempt(job: Job, sender: Sender, settings: Settings) -> tuple[Outcome
     if job.url is None:
         outcome = Outcome(OutcomeKind.BLOCKED, 0, error="webhook configuration was deleted")
         return outcome, started_at
+    if not job.enabled:
+        # Switched off after the event was accepted: fail it, visibly, without a request.
+        return Outcome(OutcomeKind.BLOCKED, 0, error=DISABLED), started_at
     delivery = job.delivery
     headers = build_headers(
         body=delivery.body,
@@ -101,6 +123,10 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._results_ready = asyncio.Event()
+        # Outcomes the database refused, retried alone: (loop time due, tries, record).
+        self._set_aside_records: list[tuple[float, int, AttemptRecord]] = []
+        self.record_retry_delays_s: tuple[float, ...] = RECORD_RETRY_DELAYS_S
+        self._unavailable_s = 0.0  # the last back-off while the database was unavailable
         self._closing = False
         # What the last next_due read said, in loop time (see _idle_wait_s).
         self._due_read_at: float | None = None
@@ -145,7 +171,8 @@ class Worker:
         while not self._stopping.is_set():
             # Outcomes not yet written count too: if the database falls behind the receivers,
             # claiming slows down instead of piling up unrecorded attempts in memory.
-            free = concurrency - len(self._inflight) - len(self._results)
+            held = len(self._inflight) + len(self._results) + len(self._set_aside_records)
+            free = concurrency - held
             if free <= 0 or ((self._inflight or self._results) and free < busy_batch):
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -229,31 +256,142 @@ class Worker:
         loop = asyncio.get_running_loop()
         last_write = 0.0
         while True:
-            await self._results_ready.wait()
+            if self._set_aside_records and not self._closing:
+                wake_at = min(due for due, _, _ in self._set_aside_records)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._results_ready.wait(), timeout=max(0.0, wake_at - loop.time())
+                    )
+                await self._retry_set_aside()
+                if not self._results_ready.is_set():
+                    continue
+            else:
+                await self._results_ready.wait()
             if not self._closing and (gap := last_write + RECORD_GAP_S - loop.time()) > 0:
                 await asyncio.sleep(gap)  # let a trickle of outcomes share the write
             self._results_ready.clear()
             last_write = loop.time()
             await self._flush()
             if self._closing:
+                if self._set_aside_records:
+                    log.error(
+                        "stopping with %d outcomes not recorded; their leases will expire and "
+                        "they will be attempted again",
+                        len(self._set_aside_records),
+                    )
                 return
 
     async def _flush(self) -> None:
-        """Write every finished attempt so far in one transaction."""
+        """Write every finished attempt so far in one transaction.
+
+        A batch that fails while the database is unavailable waits and is tried again whole.
+        A batch that fails otherwise is split, so that one outcome the database refuses
+        never holds back the others: each is written alone, and one that still fails is
+        set aside and retried on its own (``_retry_set_aside``).
+        """
         while self._results:
             batch, self._results = self._results, []
             try:
                 await self.store.record(self.name, batch)
-                self._slot_free.set()
-            except Exception:
+            except Exception as exc:
                 if self._closing:
                     # Their leases will expire and another worker sends them again.
                     log.exception("recording %d attempts failed at shutdown", len(batch))
                     return
-                # Keep them: the lease still protects these rows, so try again shortly.
-                log.exception("recording %d attempts failed; retrying", len(batch))
-                self._results = batch + self._results
-                await asyncio.sleep(0.5)
+                if classify(exc) is not None:
+                    self._results = batch + self._results
+                    await self._back_off(exc, len(batch))
+                    continue
+                log.warning(
+                    "recording %d attempts failed (%s); writing them one by one",
+                    len(batch),
+                    exc.__class__.__name__,
+                )
+                if not await self._record_one_by_one(batch):
+                    continue
+            self._unavailable_s = 0.0
+            self._slot_free.set()
+
+    async def _back_off(self, exc: Exception, count: int) -> None:
+        """The database is unavailable: wait a little longer each time, up to a cap."""
+        delay_s = min(RECORD_BACKOFF_CAP_S, max(RECORD_BACKOFF_S, self._unavailable_s * 2))
+        self._unavailable_s = delay_s
+        log.error(
+            "recording %d attempts failed: the database is unavailable (%s); retrying in %gs",
+            count,
+            first_line(exc),
+            delay_s,
+        )
+        await asyncio.sleep(delay_s)
+
+    async def _record_one_by_one(self, batch: list[AttemptRecord]) -> bool:
+        """Write each outcome of a refused batch alone; set aside those the database refuses.
+        False when the database turned out to be unavailable (the rest is kept for later)."""
+        for position, record in enumerate(batch):
+            try:
+                await self.store.record(self.name, [record])
+            except Exception as exc:
+                if classify(exc) is not None:
+                    self._results = batch[position:] + self._results
+                    await self._back_off(exc, len(batch) - position)
+                    return False
+                self._set_aside(record, exc, tries=1)
+        return True
+
+    def _set_aside(self, record: AttemptRecord, exc: Exception, tries: int) -> None:
+        """Keep an outcome the database refused, to retry alone after a growing delay."""
+        delays = self.record_retry_delays_s
+        if tries > len(delays):
+            if record.response_excerpt is None and record.error == UNRECORDABLE:
+                log.error(
+                    "gave up recording attempt %d of delivery %s (%s): %s; its lease expires "
+                    "and it will be attempted again",
+                    record.attempt,
+                    record.delivery_id,
+                    record.log_id,
+                    first_line(exc),
+                )
+                self._slot_free.set()
+                return
+            # Its own outcome cannot be stored: store the least that can be, once more.
+            log.error(
+                "recording attempt %d of delivery %s failed %d times (%s); recording it "
+                "without the receiver's text",
+                record.attempt,
+                record.delivery_id,
+                tries - 1,
+                first_line(exc),
+            )
+            record = dataclasses.replace(record, error=UNRECORDABLE, response_excerpt=None)
+            tries = 1
+        else:
+            log.warning(
+                "recording attempt %d of delivery %s failed (%s); retrying it alone",
+                record.attempt,
+                record.delivery_id,
+                first_line(exc),
+            )
+        due = asyncio.get_running_loop().time() + delays[tries - 1]
+        self._set_aside_records.append((due, tries, record))
+
+    async def _retry_set_aside(self) -> None:
+        """Try again, alone, each set-aside outcome whose delay has passed."""
+        now = asyncio.get_running_loop().time()
+        due = [item for item in self._set_aside_records if item[0] <= now]
+        if not due:
+            return
+        self._set_aside_records = [item for item in self._set_aside_records if item[0] > now]
+        for _, tries, record in due:
+            try:
+                await self.store.record(self.name, [record])
+            except Exception as exc:
+                if classify(exc) is not None:
+                    later = asyncio.get_running_loop().time() + RECORD_BACKOFF_CAP_S
+                    self._set_aside_records.append((later, tries, record))
+                    continue
+                self._set_aside(record, exc, tries + 1)
+            else:
+                self._slot_free.set()
 
     async def _drain(self) -> None:
         """Let in-flight attempts finish within the grace period; give back the rest."""

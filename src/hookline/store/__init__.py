@@ -44,6 +44,7 @@ class Job:
     delivery: Claimed
     url: str | None  # None when the endpoint was deleted after the event was accepted
     secrets: list[str]  # newest first
+    enabled: bool = True  # False when the webhook was switched off: the worker sends nothing
 
 
 class Store:
@@ -199,6 +200,15 @@ class Store:
             secret = self._opened[ciphertext] = self.box.decrypt(ciphertext)
         return secret
 
+    async def unopened_secrets(self, sample: int = 1000) -> tuple[int, int]:
+        """How many of (up to) ``sample`` endpoints' stored secrets the configured keys fail
+        to open: (failed, checked). A database moved from development to production without
+        its key fails every one."""
+        async with self.db.read() as conn:
+            stored = await queries.some_secrets(conn, sample)
+        failed = sum(1 for ciphertext in stored if not self.box.opens(ciphertext))
+        return failed, len(stored)
+
     async def endpoint_ids(self) -> list[str]:
         """Every endpoint's id."""
         async with self.db.read() as conn:
@@ -279,6 +289,8 @@ class Store:
         for delivery, endpoint in claimed:
             if endpoint is None:
                 jobs.append(Job(delivery, None, []))
+            elif not endpoint.enabled:
+                jobs.append(Job(delivery, endpoint.url, [], enabled=False))
             else:
                 jobs.append(Job(delivery, endpoint.url, self.signing_secrets(endpoint, now)))
         return jobs
@@ -297,7 +309,11 @@ class Store:
             return await queries.release(conn, worker, log_ids, utcnow())
 
     async def reclaim_expired(self) -> int:
+        """Put deliveries of workers whose lease ran out back in the queue (one maintainer
+        at a time; 0 when another process is doing it right now)."""
         async with self.db.write() as conn:
+            if not await queries.take_maintenance_lock(conn):
+                return 0
             return await queries.reclaim_expired(conn, utcnow())
 
     async def next_due(self) -> datetime | None:
@@ -305,11 +321,14 @@ class Store:
             return await queries.next_due(conn)
 
     async def purge(self, older_than: timedelta, batch: int = 1000) -> int:
-        """Delete finished deliveries older than ``older_than``; returns how many."""
+        """Delete finished deliveries older than ``older_than``; returns how many. One process
+        purges at a time: another that is purging meanwhile makes this return early."""
         cutoff = utcnow() - older_than
         total = 0
         while True:
             async with self.db.write() as conn:
+                if not await queries.take_maintenance_lock(conn):
+                    return total  # another process is purging right now
                 deleted = await queries.purge_before(conn, cutoff, batch)
             total += deleted
             if deleted < batch:

@@ -205,6 +205,21 @@ async def endpoints_by_id(
     return {row.id: _endpoint(row) for row in rows}
 
 
+async def some_secrets(conn: AsyncConnection, limit: int) -> list[str]:
+    """Up to ``limit`` stored secrets (ciphertexts, current and previous), newest endpoints
+    first: enough to tell whether the configured keys open what is stored."""
+    rows = await conn.execute(
+        select(endpoints.c.secret_enc, endpoints.c.old_secrets)
+        .order_by(endpoints.c.updated_at.desc())
+        .limit(limit)
+    )
+    found: list[str] = []
+    for row in rows:
+        found.append(row.secret_enc)
+        found += [old["enc"] for old in json.loads(row.old_secrets)]
+    return found
+
+
 async def all_endpoints(conn: AsyncConnection) -> list[EndpointRow]:
     """Every endpoint (for re-encrypting secrets)."""
     return [_endpoint(row) for row in await conn.execute(select(*_ENDPOINT_COLUMNS))]
@@ -653,6 +668,7 @@ class AttemptRecord:
     response_excerpt: str | None
     next_status: Status  # SUCCEEDED, FAILED or PENDING (retry)
     next_attempt_at: datetime | None = None
+    delivery_id: str = ""  # the receiver-facing id, for log messages
 
 
 def record_attempts_sqlite(
@@ -873,23 +889,43 @@ _BUMP_STATS = {
 }
 
 
+#: The advisory lock key of the one maintainer at a time (PostgreSQL): "hook" in ASCII.
+MAINTENANCE_LOCK_KEY = 0x686F6F6B
+_TRY_MAINTENANCE_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+
+
+async def take_maintenance_lock(conn: AsyncConnection) -> bool:
+    """Become the one maintainer (purge, lease reclaim) until this transaction ends; False
+    when another process is maintaining right now. On PostgreSQL an advisory lock; SQLite's
+    write lock already admits one writer at a time."""
+    if conn.dialect.name != "postgresql":
+        return True
+    result = await conn.execute(_TRY_MAINTENANCE_LOCK, {"key": MAINTENANCE_LOCK_KEY})
+    return bool(result.scalar_one())
+
+
 async def purge_before(conn: AsyncConnection, cutoff: datetime, batch: int) -> int:
     """Delete up to ``batch`` finished deliveries created before ``cutoff`` (their attempts go
-    with them) and take them out of the counters. Returns how many were deleted."""
+    with them, ON DELETE CASCADE) and take them out of the counters. Returns how many.
+
+    The counters lose exactly the rows this statement deleted (``RETURNING``): a row that a
+    concurrent purge deleted first is neither returned nor subtracted twice."""
+    doomed = (
+        select(deliveries.c.id)
+        .where(deliveries.c.created_at < cutoff, status_is(Status.SUCCEEDED, Status.FAILED))
+        .limit(batch)
+        .scalar_subquery()
+    )
     rows = (
         await conn.execute(
-            select(
-                deliveries.c.id,
+            delete(deliveries)
+            .where(deliveries.c.id.in_(doomed))
+            .returning(
                 deliveries.c.user_id,
                 deliveries.c.event,
                 deliveries.c.status,
                 deliveries.c.attempts,
             )
-            .where(
-                deliveries.c.created_at < cutoff,
-                status_is(Status.SUCCEEDED, Status.FAILED),
-            )
-            .limit(batch)
         )
     ).all()
     if not rows:
@@ -899,11 +935,6 @@ async def purge_before(conn: AsyncConnection, cutoff: datetime, batch: int) -> i
     for row in rows:
         finished[(row.user_id, row.event, Status(row.status))] += 1
         attempt_sums[(row.user_id, row.event)] += row.attempts
-    log_ids = [row.id for row in rows]
-    await conn.execute(
-        delete(delivery_attempts).where(delivery_attempts.c.delivery_pk.in_(log_ids))
-    )
-    await conn.execute(delete(deliveries).where(deliveries.c.id.in_(log_ids)))
     await _bump_stats(conn, finished, attempt_sums, sign=-1)
     return len(rows)
 
