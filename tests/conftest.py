@@ -1,5 +1,5 @@
-"""Fixtures: every database test runs on a real SQLite file and, when
-HOOKLINE_TEST_POSTGRES_URL is set, on the real PostgreSQL too."""
+"""Fixtures: every database test runs on a real SQLite file and on the real PostgreSQL too,
+whenever one answers (``tests.support.postgres_url``)."""
 
 from __future__ import annotations
 
@@ -52,10 +52,10 @@ async def _admin(url: str, statement: str) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_migrated() -> Iterator[str]:
-    """A database of its own for this test session, inside HOOKLINE_TEST_POSTGRES_URL's
-    server, so concurrent runs never trample each other; dropped at the end."""
+    """A database of its own for this test session, inside the test PostgreSQL server, so
+    concurrent runs never trample each other; dropped at the end."""
     base = postgres_url()
-    assert base, "HOOKLINE_TEST_POSTGRES_URL is not set"
+    assert base, "no PostgreSQL answers (see tests.support.postgres_url)"
     name = f"hookline_test_{os.getpid()}"
     asyncio.run(_admin(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     asyncio.run(_admin(base, f"CREATE DATABASE {name}"))
@@ -96,7 +96,7 @@ async def api(database_url: str) -> AsyncIterator[Api]:
 def postgres_database_url(request: pytest.FixtureRequest) -> str:
     """An empty migrated PostgreSQL database, for tests about PostgreSQL alone."""
     if not postgres_url():
-        pytest.skip("needs HOOKLINE_TEST_POSTGRES_URL")
+        pytest.skip("needs PostgreSQL: none answers on 127.0.0.1:5432")
     url: str = request.getfixturevalue("postgres_migrated")
     asyncio.run(reset_postgres(url))
     return url

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -144,5 +146,22 @@ async def wait_until(predicate: Any, timeout_s: float = 10.0, every_s: float = 0
         await asyncio.sleep(every_s)
 
 
+LOCAL_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+@functools.cache
 def postgres_url() -> str | None:
-    return os.environ.get("HOOKLINE_TEST_POSTGRES_URL") or None
+    """The PostgreSQL server database tests run on: HOOKLINE_TEST_POSTGRES_URL, else the local
+    server on 127.0.0.1:5432 when it answers (so ``make test`` covers both databases wherever
+    PostgreSQL runs). HOOKLINE_TEST_POSTGRES_URL=none runs SQLite alone."""
+    configured = os.environ.get("HOOKLINE_TEST_POSTGRES_URL", "").strip()
+    if configured.lower() == "none":
+        return None
+    if configured:
+        return configured
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=0.5):
+            pass
+    except OSError:
+        return None
+    return LOCAL_POSTGRES_URL

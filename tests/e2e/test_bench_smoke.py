@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.support import postgres_url
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -26,8 +28,8 @@ def _positive(value: Any) -> bool:
 def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     output = tmp_path / "smoke.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    if os.environ.get("HOOKLINE_TEST_POSTGRES_URL"):
-        env["HOOKLINE_TEST_POSTGRES_URL"] = os.environ["HOOKLINE_TEST_POSTGRES_URL"]
+    if postgres_url():
+        env["HOOKLINE_TEST_POSTGRES_URL"] = str(postgres_url())
     done = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--output", str(output)],
         cwd=ROOT,
