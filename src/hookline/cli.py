@@ -145,12 +145,15 @@ def serve(
                 f"    {token}\n\n"
                 f"API docs:  {base}/docs\nDashboard: {base}/dashboard\n"
             )
+    from hookline.api.server import protocol_for
+
     uvicorn.run(
         create_app(config, run_worker=not no_worker),
         host=host,
         port=port,
         log_level="info",
         timeout_graceful_shutdown=int(config.shutdown_grace_s) + 5,
+        http=protocol_for(config),  # httptools with header-size, header-count and time limits
     )
 
 
