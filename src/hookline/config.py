@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     retention_days: float = Field(default=90.0, gt=0)
     purge_interval_s: float = Field(default=3600.0, gt=0)
 
+    # Endpoints: how many one user may have.
+    max_endpoints_per_user: int = Field(default=20, ge=1)
+
     # Security.
     secret_grace_s: float = Field(default=24 * 3600.0, ge=0)
     max_old_secrets: int = Field(default=3, ge=1)

@@ -52,3 +52,12 @@ def check_event(catalog: Sequence[str], event: str, data: object) -> None:
             f"data is missing fields for {event}: {', '.join(missing)}",
             {f"data.{name}": "required" for name in missing},
         )
+
+
+def unsent_reason(unsent: str, event: str) -> str:
+    """Why publishing ``event`` made no delivery, in the guide's words (``store.Unsent``)."""
+    if unsent == "no_endpoint":
+        return "User has no webhook configuration"
+    if unsent == "disabled":
+        return "Webhook is disabled"
+    return f"Event {event} is not enabled for this webhook"

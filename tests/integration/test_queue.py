@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
-from hookline.store import AttemptRecord, Status, Store, queries
+from hookline.store import AttemptRecord, Status, Store
 from hookline.store.schema import deliveries, delivery_attempts
 from hookline.timeutil import utcnow
 from tests.integration.test_publish import EXAMPLE_DATA
@@ -125,25 +124,5 @@ async def test_a_deleted_endpoint_leaves_a_claimed_job_without_a_target(
             await conn.execute(update(deliveries).values(endpoint_id=None))
         [job] = await store.claim("w1", 10)
         assert job.url is None and job.secrets == []
-    finally:
-        await store.close()
-
-
-async def test_enqueue_inserts_as_read_when_the_config_changed_in_between(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The one-statement insert found no subscribed endpoint, but the read that follows (to
-    say why) finds one: the configuration changed in between, so the delivery is made."""
-    store = Store(make_settings(database_url))
-    try:
-        user, _, _ = await store.create_user("user", False)
-        await store.save_config(user.id, URL, True, None, list(EXAMPLE_DATA))
-        dialect = "sqlite" if store.db.sqlite else "postgresql"
-        nothing = text("SELECT id FROM deliveries WHERE id = :id")  # as if not subscribed yet
-        monkeypatch.setitem(queries._ENQUEUE, dialect, nothing)
-        result = await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
-        assert len(result.delivery_ids) == 1 and result.reason is None
-        [job] = await store.claim("w1", 10)
-        assert job.delivery.delivery_id == result.delivery_ids[0] and job.url == URL
     finally:
         await store.close()

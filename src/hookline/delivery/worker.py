@@ -15,7 +15,7 @@ from hookline import ids
 from hookline.config import Settings
 from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Outcome, OutcomeKind, Sender
-from hookline.payload import build_headers
+from hookline.payload import build_headers, delivery_body
 from hookline.store import AttemptRecord, Job, Status, Store
 from hookline.store.errors import classify
 from hookline.timeutil import utcnow
@@ -90,15 +90,26 @@ async def attempt(job: Job, sender: Sender, settings: Settings) -> tuple[Outcome
         # Switched off after the event was accepted: fail it, visibly, without a request.
         return Outcome(OutcomeKind.BLOCKED, 0, error=DISABLED), started_at
     delivery = job.delivery
+    body = delivery_body(
+        delivery.body,
+        event=delivery.event,
+        delivery_id=delivery.delivery_id,
+        published_at=delivery.published_at,
+        user_id=delivery.user_id,
+        data_json=delivery.data_json,
+    )
     headers = build_headers(
-        body=delivery.body,
+        body=body,
         event=delivery.event,
         delivery_id=delivery.delivery_id,
         secrets=job.secrets,
         timestamp_s=int(started_at.timestamp()),
         user_agent=settings.user_agent,
     )
-    return await sender.send(job.url, delivery.body, headers), started_at
+    if job.headers:
+        # The endpoint's static headers; the API refuses any that would replace ours.
+        headers = {**job.headers, **headers}
+    return await sender.send(job.url, body, headers), started_at
 
 
 class Worker:

@@ -1,34 +1,60 @@
 """The store: durable state behind one facade. Transactions and secret encryption live here;
-the statements themselves live in ``queries``."""
+the statements live in modules by subject (``users``, ``endpoints``, ``views``) and in the
+queue, whose implementation (``queue_postgres`` or ``queue_sqlite``) is chosen here, once."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline import ids
 from hookline.config import Settings
 from hookline.crypto import SecretBox, load_box
 from hookline.events import TEST_EVENT
-from hookline.store import queries, sqlite_watch
+from hookline.payload import dumps
+from hookline.store import endpoints as endpoint_sql
+from hookline.store import queries, views
 from hookline.store.db import Database
-from hookline.store.queries import AttemptRecord, Claimed, EndpointRow, Enqueued, User
+from hookline.store.endpoints import EndpointFields, EndpointRow
+from hookline.store.queries import User
+from hookline.store.queue import (
+    AttemptRecord,
+    Claimed,
+    Enqueued,
+    NewEvent,
+    Queue,
+    Stop,
+    Unsent,
+    delivery_row,
+    insert_delivery_sync,
+    insert_message_sync,
+)
+from hookline.store.queue_postgres import PostgresQueue
+from hookline.store.queue_sqlite import SqliteQueue
 from hookline.store.schema import Status
+from hookline.store.views import Counts, LogDetailRow, LogRow
 from hookline.timeutil import utcnow
 
 __all__ = [
     "AttemptRecord",
     "Claimed",
+    "Counts",
+    "EndpointFields",
     "EndpointRow",
     "Enqueued",
     "Job",
+    "LogDetailRow",
+    "LogRow",
     "NotFound",
     "Status",
     "Store",
+    "TooMany",
+    "Unsent",
     "User",
 ]
 
@@ -37,14 +63,20 @@ class NotFound(LookupError):
     """The row an operation needs does not exist."""
 
 
+class TooMany(ValueError):
+    """A user reached a cap (endpoints per user)."""
+
+
 @dataclass(frozen=True)
 class Job:
-    """A claimed delivery with what its attempt needs: the target URL and signing secrets."""
+    """A claimed delivery with what its attempt needs: the target URL, signing secrets and
+    the endpoint's static headers."""
 
     delivery: Claimed
-    url: str | None  # None when the endpoint was deleted after the event was accepted
-    secrets: list[str]  # newest first
-    enabled: bool = True  # False when the webhook was switched off: the worker sends nothing
+    url: str | None  #: None when the endpoint was deleted after the event was accepted
+    secrets: list[str]  #: newest first
+    enabled: bool = True  #: False when the endpoint was switched off: the worker sends nothing
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Store:
@@ -54,6 +86,7 @@ class Store:
         self.settings = settings
         self._box = box
         self.db = Database(settings.database_url, settings.db_pool_size)
+        self.queue: Queue = SqliteQueue(self.db) if self.db.sqlite else PostgresQueue(self.db)
         self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
 
     @property
@@ -106,11 +139,12 @@ class Store:
         async with self.db.read() as conn:
             return await queries.user_by_token_hash(conn, queries.hash_token(token))
 
-    # --- the webhook configuration ------------------------------------------------------
+    # --- endpoints ------------------------------------------------------------------------
 
     async def get_config(self, user_id: str) -> EndpointRow | None:
+        """The user's primary endpoint (the guide's webhook)."""
         async with self.db.read() as conn:
-            return await queries.get_endpoint(conn, user_id)
+            return await endpoint_sql.get_primary(conn, user_id)
 
     async def save_config(
         self,
@@ -120,56 +154,99 @@ class Store:
         events: Sequence[str] | None,
         default_events: Sequence[str],
     ) -> tuple[EndpointRow, str]:
-        """Create or update the user's webhook; omitted fields keep their value (or default).
-
-        Returns the saved endpoint and its current secret. An update keeps the secret.
-        """
+        """Create or update the user's primary endpoint; omitted fields keep their value (or
+        default). Returns the saved endpoint and its current secret; an update keeps it."""
         async with self.db.write() as conn:
-            now = utcnow()
-            current = await queries.get_endpoint(conn, user_id)
+            current = await endpoint_sql.get_primary(conn, user_id)
+            fields = EndpointFields(url=url, enabled=enabled, enabled_events=events)
             if current is None:
                 if url is None:
                     raise ValueError("url is required")
-                secret = ids.new_secret()
-                await queries.insert_endpoint(
-                    conn,
-                    user_id,
-                    url,
-                    True if enabled is None else enabled,
-                    list(default_events) if events is None else events,
-                    self.box.encrypt(secret),
-                    now,
+                await self._check_room(conn, user_id)
+                fields = EndpointFields(
+                    url=url,
+                    enabled=enabled,
+                    enabled_events=list(default_events) if events is None else events,
                 )
+                endpoint_id, secret = await self._insert(conn, user_id, fields, primary=True)
             else:
-                secret = self.box.decrypt(current.secret_enc)
-                await queries.update_endpoint(
-                    conn,
-                    current.id,
-                    current.url if url is None else url,
-                    current.enabled if enabled is None else enabled,
-                    current.enabled_events if events is None else events,
-                    now,
-                )
-            saved = await queries.get_endpoint(conn, user_id)
+                endpoint_id, secret = current.id, self.box.decrypt(current.secret_enc)
+                await endpoint_sql.update_one(conn, current.id, fields, utcnow())
+            saved = await endpoint_sql.get(conn, user_id, endpoint_id)
         assert saved is not None
         return saved, secret
 
-    async def regenerate_secret(self, user_id: str, grace_s: float) -> tuple[str, datetime | None]:
-        """Give the webhook a new secret; the old one keeps signing for ``grace_s`` seconds.
+    async def list_endpoints(self, user_id: str) -> list[EndpointRow]:
+        """A user's endpoints, the primary first."""
+        async with self.db.read() as conn:
+            return await endpoint_sql.of_user(conn, user_id)
 
-        Returns (new secret, when the old one stops being used or None when at once).
-        """
+    async def get_endpoint(self, user_id: str, endpoint_id: str) -> EndpointRow:
+        async with self.db.read() as conn:
+            found = await endpoint_sql.get(conn, user_id, endpoint_id)
+        if found is None:
+            raise NotFound(f"no endpoint with id {endpoint_id}")
+        return found
+
+    async def create_endpoint(
+        self, user_id: str, fields: EndpointFields
+    ) -> tuple[EndpointRow, str]:
+        """A new endpoint (``fields.url`` and ``fields.enabled_events`` set) and its secret.
+        The user's first endpoint while they have no primary one becomes their primary."""
+        async with self.db.write() as conn:
+            await self._check_room(conn, user_id)
+            primary = await endpoint_sql.get_primary(conn, user_id) is None
+            endpoint_id, secret = await self._insert(conn, user_id, fields, primary=primary)
+            created = await endpoint_sql.get(conn, user_id, endpoint_id)
+        assert created is not None
+        return created, secret
+
+    async def update_endpoint(
+        self, user_id: str, endpoint_id: str, fields: EndpointFields
+    ) -> EndpointRow:
+        """Change the fields that are set."""
+        async with self.db.write() as conn:
+            if await endpoint_sql.get(conn, user_id, endpoint_id) is None:
+                raise NotFound(f"no endpoint with id {endpoint_id}")
+            await endpoint_sql.update_one(conn, endpoint_id, fields, utcnow())
+            updated = await endpoint_sql.get(conn, user_id, endpoint_id)
+        assert updated is not None
+        return updated
+
+    async def delete_endpoint(self, user_id: str, endpoint_id: str) -> None:
+        """Delete an endpoint; its log stays, and its waiting deliveries fail when due."""
+        async with self.db.write() as conn:
+            if not await endpoint_sql.delete_one(conn, user_id, endpoint_id):
+                raise NotFound(f"no endpoint with id {endpoint_id}")
+
+    async def _check_room(self, conn: AsyncConnection, user_id: str) -> None:
+        cap = self.settings.max_endpoints_per_user
+        if await endpoint_sql.count_of_user(conn, user_id) >= cap:
+            raise TooMany(f"a user may have at most {cap} endpoints")
+
+    async def _insert(
+        self, conn: AsyncConnection, user_id: str, fields: EndpointFields, *, primary: bool
+    ) -> tuple[str, str]:
+        secret = ids.new_secret()
+        endpoint_id = await endpoint_sql.insert_one(
+            conn, user_id, fields, self.box.encrypt(secret), utcnow(), primary=primary
+        )
+        return endpoint_id, secret
+
+    async def regenerate_secret(
+        self, user_id: str, grace_s: float, endpoint_id: str | None = None
+    ) -> tuple[str, datetime | None]:
+        """Give an endpoint (the primary by default) a new secret; the old one keeps signing
+        for ``grace_s`` seconds. Returns (new secret, when the old one stops, or None)."""
         async with self.db.write() as conn:
             now = utcnow()
-            current = await queries.get_endpoint(conn, user_id)
-            if current is None:
-                raise NotFound("no webhook configuration")
+            current = await self._endpoint_or_primary(conn, user_id, endpoint_id)
             until = now + timedelta(seconds=grace_s) if grace_s > 0 else None
             old = [o for o in current.old_secrets if o["until"] > now.timestamp()]
             if until is not None:
                 old.insert(0, {"enc": current.secret_enc, "until": until.timestamp()})
             secret = ids.new_secret()
-            await queries.set_secrets(
+            await endpoint_sql.set_secrets(
                 conn,
                 current.id,
                 self.box.encrypt(secret),
@@ -179,9 +256,25 @@ class Store:
         return secret, until
 
     async def delete_config(self, user_id: str) -> None:
+        """Delete the user's primary endpoint."""
         async with self.db.write() as conn:
-            if not await queries.delete_endpoint(conn, user_id):
+            current = await endpoint_sql.get_primary(conn, user_id)
+            if current is None or not await endpoint_sql.delete_one(conn, user_id, current.id):
                 raise NotFound("no webhook configuration")
+
+    @staticmethod
+    async def _endpoint_or_primary(
+        conn: AsyncConnection, user_id: str, endpoint_id: str | None
+    ) -> EndpointRow:
+        if endpoint_id is None:
+            found = await endpoint_sql.get_primary(conn, user_id)
+            if found is None:
+                raise NotFound("no webhook configuration")
+            return found
+        found = await endpoint_sql.get(conn, user_id, endpoint_id)
+        if found is None:
+            raise NotFound(f"no endpoint with id {endpoint_id}")
+        return found
 
     def signing_secrets(self, endpoint: EndpointRow, now: datetime) -> list[str]:
         """The secrets that sign a delivery now: the current one, then unexpired old ones."""
@@ -205,120 +298,110 @@ class Store:
         to open: (failed, checked). A database moved from development to production without
         its key fails every one."""
         async with self.db.read() as conn:
-            stored = await queries.some_secrets(conn, sample)
+            stored = await endpoint_sql.some_secrets(conn, sample)
         failed = sum(1 for ciphertext in stored if not self.box.opens(ciphertext))
         return failed, len(stored)
 
     async def endpoint_ids(self) -> list[str]:
         """Every endpoint's id."""
         async with self.db.read() as conn:
-            return [e.id for e in await queries.all_endpoints(conn)]
+            return await endpoint_sql.all_ids(conn)
 
     async def reencrypt(self, endpoint_id: str) -> None:
         """Re-encrypt one endpoint's secrets under the newest key."""
         box = self.box
         async with self.db.write() as conn:
-            found = await queries.endpoints_by_id(conn, [endpoint_id])
+            found = await endpoint_sql.by_id(conn, [endpoint_id])
             if endpoint_id not in found:
                 return  # deleted meanwhile
             endpoint = found[endpoint_id]
             old = [{**o, "enc": box.rotate(o["enc"])} for o in endpoint.old_secrets]
-            await queries.set_secrets(conn, endpoint.id, box.rotate(endpoint.secret_enc), old)
+            await endpoint_sql.set_secrets(conn, endpoint.id, box.rotate(endpoint.secret_enc), old)
 
     # --- publishing ---------------------------------------------------------------------
 
-    async def publish(self, user_id: str, event: str, data: Mapping[str, Any]) -> Enqueued:
-        """Accept an event: its deliveries are durable when this returns."""
+    async def publish(self, user_id: str, event: str, data: Mapping[str, Any] | bytes) -> Enqueued:
+        """Accept an event: one delivery per enabled endpoint of the user subscribed to it,
+        durable when this returns. ``data`` may come already serialised (``payload.dumps``)."""
+        data_json = data if isinstance(data, bytes) else dumps(data)
+        new = NewEvent(user_id, event, data_json)
+        return await self.queue.enqueue(new, utcnow(), self.settings.max_attempts)
 
-        def enqueue(conn: Connection) -> Enqueued:
-            return queries.enqueue_sync(
-                conn,
-                user_id=user_id,
-                event=event,
-                data=data,
-                now=utcnow(),
-                max_attempts=self.settings.max_attempts,
-            )
-
-        if self.db.sqlite:
-            return await self.db.run_write(enqueue)
-        async with self.db.write_once() as conn:
-            return await conn.run_sync(enqueue)
-
-    async def start_test(self, user_id: str, data: Mapping[str, Any]) -> tuple[Job, str]:
-        """Store a test delivery leased to a one-off owner, for one immediate attempt.
-
-        Returns the job and the lease owner to record its attempt under.
-        """
+    async def start_test(
+        self, user_id: str, data: Mapping[str, Any], endpoint_id: str | None = None
+    ) -> tuple[Job, str]:
+        """Store a test delivery to an endpoint (the primary by default) leased to a one-off
+        owner, for one immediate attempt. Returns the job and the owner to record it under."""
         owner = "test-" + ids.new_id()
+        data_json = dumps(data)
         async with self.db.write() as conn:
             now = utcnow()
-            endpoint = await queries.get_endpoint(conn, user_id)
-            if endpoint is None:
-                raise NotFound("no webhook configuration")
-            row = queries.new_delivery_row(
-                user_id=user_id,
-                endpoint=endpoint,
-                event=TEST_EVENT,
-                data=data,
-                now=now,
-                max_attempts=1,
-                status=Status.IN_FLIGHT,
-                lease_owner=owner,
-                lease_until=now + timedelta(seconds=self.settings.lease_s),
-            )
-            await queries.insert_delivery(conn, row)
-            claimed = await queries.held_delivery(conn, row["id"], owner)
-        assert claimed is not None
-        return Job(claimed, endpoint.url, self.signing_secrets(endpoint, now)), owner
+            endpoint = await self._endpoint_or_primary(conn, user_id, endpoint_id)
+
+            def insert(sync: Connection) -> dict[str, Any]:
+                message_id = insert_message_sync(sync, user_id, TEST_EVENT, data_json, now)
+                row = delivery_row(
+                    message_id=message_id,
+                    user_id=user_id,
+                    endpoint=endpoint,
+                    event=TEST_EVENT,
+                    now=now,
+                    max_attempts=1,
+                    status=Status.IN_FLIGHT,
+                    lease_owner=owner,
+                    lease_until=now + timedelta(seconds=self.settings.lease_s),
+                )
+                insert_delivery_sync(sync, row)
+                return row
+
+            row = await conn.run_sync(insert)
+        claimed = Claimed(
+            id=row["id"],
+            delivery_id=row["delivery_id"],
+            user_id=user_id,
+            endpoint_id=endpoint.id,
+            event=TEST_EVENT,
+            body=b"",
+            data_json=data_json,
+            published_at=now,
+            attempts=0,
+            max_attempts=1,
+        )
+        return self._job(claimed, endpoint, now, test=True), owner
 
     # --- the worker ---------------------------------------------------------------------
+
+    def _job(
+        self, delivery: Claimed, endpoint: EndpointRow | None, now: datetime, test: bool = False
+    ) -> Job:
+        if endpoint is None:
+            return Job(delivery, None, [])
+        if not endpoint.enabled and not test:
+            return Job(delivery, endpoint.url, [], enabled=False)
+        secrets = self.signing_secrets(endpoint, now)
+        return Job(delivery, endpoint.url, secrets, headers=endpoint.headers)
 
     async def claim(self, worker: str, limit: int) -> list[Job]:
         """Lease up to ``limit`` due deliveries to ``worker``, with their targets and secrets."""
         now = utcnow()
         lease_until = now + timedelta(seconds=self.settings.lease_s)
-        if self.db.sqlite:
-            claimed = await self.db.run_write(
-                lambda conn: queries.claim_due_sqlite(conn, worker, limit, now, lease_until)
-            )
-        else:
-            async with self.db.write_once() as conn:
-                claimed = await queries.claim_due_postgres(conn, worker, limit, now, lease_until)
-        jobs = []
-        for delivery, endpoint in claimed:
-            if endpoint is None:
-                jobs.append(Job(delivery, None, []))
-            elif not endpoint.enabled:
-                jobs.append(Job(delivery, endpoint.url, [], enabled=False))
-            else:
-                jobs.append(Job(delivery, endpoint.url, self.signing_secrets(endpoint, now)))
-        return jobs
+        claimed = await self.queue.claim(worker, limit, now, lease_until)
+        return [self._job(delivery, endpoint, now) for delivery, endpoint in claimed]
 
     async def record(self, worker: str, records: Sequence[AttemptRecord]) -> list[str]:
         """Record attempts and their consequences atomically."""
-        if self.db.sqlite:
-            return await self.db.run_write(
-                lambda conn: queries.record_attempts_sqlite(conn, worker, records, utcnow())
-            )
-        async with self.db.write_once() as conn:
-            return await queries.record_attempts_postgres(conn, worker, records, utcnow())
+        return await self.queue.record(worker, records, utcnow())
 
     async def release(self, worker: str, log_ids: Sequence[str]) -> int:
-        async with self.db.write() as conn:
-            return await queries.release(conn, worker, log_ids, utcnow())
+        return await self.queue.release(worker, log_ids, utcnow())
 
     async def reclaim_expired(self) -> int:
         """Put deliveries of workers whose lease ran out back in the queue (one maintainer
         at a time; 0 when another process is doing it right now)."""
-        async with self.db.write() as conn:
-            if not await queries.take_maintenance_lock(conn):
-                return 0
-            return await queries.reclaim_expired(conn, utcnow())
+        return await self.queue.reclaim_expired(utcnow())
 
     async def next_due(self) -> datetime | None:
-        async with self.db.read() as conn:
-            return await queries.next_due(conn)
+        return await self.queue.next_due()
 
     async def purge(self, older_than: timedelta, batch: int = 1000) -> int:
         """Delete finished deliveries older than ``older_than``; returns how many. One process
@@ -326,55 +409,57 @@ class Store:
         cutoff = utcnow() - older_than
         total = 0
         while True:
-            async with self.db.write() as conn:
-                if not await queries.take_maintenance_lock(conn):
-                    return total  # another process is purging right now
-                deleted = await queries.purge_before(conn, cutoff, batch)
+            deleted = await self.queue.purge(cutoff, batch)
             total += deleted
             if deleted < batch:
                 return total
 
-    async def listen(self, on_notify: Callable[[], None]) -> Callable[[], Awaitable[None]] | None:
-        """Call ``on_notify`` soon after a delivery is enqueued, by any process: PostgreSQL's
-        LISTEN/NOTIFY, or on SQLite a thread that watches the file (``sqlite_watch``).
-
-        Returns a coroutine function that stops listening (None for an in-memory database).
-        """
-        if self.db.sqlite:
-            path = make_url(self.settings.database_url).database
-            if not path or path == ":memory:":
-                return None
-            return await sqlite_watch.watch(path, on_notify)
-        # Imported here: asyncpg is only needed on PostgreSQL.
-        from hookline.store.listen import listen
-
-        dsn = make_url(self.settings.database_url).set(drivername="postgresql")
-        return await listen(
-            dsn.render_as_string(hide_password=False), queries.NOTIFY_CHANNEL, on_notify
-        )
+    async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
+        """Call ``on_notify`` soon after a delivery is enqueued, by any process. Returns a
+        coroutine function that stops listening (None for an in-memory database)."""
+        return await self.queue.listen(on_notify)
 
     # --- views --------------------------------------------------------------------------
 
     async def logs_page(
-        self, user_id: str, limit: int, offset: int, event: str | None, success: bool | None
-    ) -> tuple[list[Any], int]:
+        self,
+        user_id: str,
+        limit: int,
+        offset: int,
+        event: str | None,
+        success: bool | None,
+        endpoint_id: str | None = None,
+    ) -> tuple[list[LogRow], int]:
         async with self.db.read() as conn:
-            return await queries.logs_page(conn, user_id, limit, offset, event, success)
+            return await views.logs_page(
+                conn,
+                user_id,
+                limit,
+                offset,
+                event=event,
+                success=success,
+                endpoint_id=endpoint_id,
+            )
 
-    async def log_detail(self, user_id: str, log_id: str) -> tuple[Any, list[Any]]:
+    async def log_detail(self, user_id: str, log_id: str) -> LogDetailRow:
         async with self.db.read() as conn:
-            found = await queries.log_detail(conn, user_id, log_id)
+            found = await views.log_detail(conn, user_id, log_id)
         if found is None:
             raise NotFound(f"no delivery log with id {log_id}")
         return found
 
-    async def stats(self, user_id: str) -> tuple[dict[str, queries.Counts], int]:
-        """(counters by event, open deliveries)."""
+    async def stats(
+        self, user_id: str, endpoint_id: str | None = None
+    ) -> tuple[dict[str, Counts], int]:
+        """(counters by event, open deliveries), of one endpoint or of all."""
         async with self.db.read() as conn:
-            return await queries.counters(conn, user_id), await queries.open_count(conn, user_id)
+            return (
+                await views.counters(conn, user_id, endpoint_id),
+                await views.open_count(conn, user_id, endpoint_id=endpoint_id),
+            )
 
     async def timeseries(
-        self, user_id: str, start: datetime, bucket: timedelta
+        self, user_id: str, start: datetime, bucket: timedelta, endpoint_id: str | None = None
     ) -> dict[tuple[int, str], int]:
         async with self.db.read() as conn:
-            return await queries.timeseries(conn, user_id, start, bucket)
+            return await views.timeseries(conn, user_id, start, bucket, endpoint_id)

@@ -78,8 +78,11 @@ api_tokens = Table(
     Column("revoked_at", Timestamp, nullable=True),
 )
 
-# A user's webhook endpoints. The guide's API manages the one in slot "default"; the slot
-# column lets a user hold several endpoints later without a schema change.
+#: The slot of a user's primary endpoint: the one the guide's /api/webhooks/config manages.
+#: Every other endpoint's slot is its own id, so (user_id, slot) stays unique.
+PRIMARY_SLOT = "default"
+
+# A user's webhook endpoints, each with its own URL, secret, event filter and switch.
 endpoints = Table(
     "endpoints",
     metadata,
@@ -93,7 +96,26 @@ endpoints = Table(
     Column("old_secrets", Text, nullable=False, server_default="[]"),  # JSON [{enc, until}]
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("headers", Text, nullable=False, server_default="{}"),  # JSON {name: value}
+    # At most rate_limit deliveries per second (none when NULL), counted per calendar second
+    # across every worker: rate_count deliveries started in the second rate_window.
+    Column("rate_limit", Integer, nullable=True),
+    Column("rate_window", BigInteger, nullable=False, server_default="0"),
+    Column("rate_count", Integer, nullable=False, server_default="0"),
     UniqueConstraint("user_id", "slot"),
+)
+
+# A published event's data, stored once however many endpoints it goes to; each delivery
+# builds its body from it (the same bytes on every attempt).
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), nullable=False),
+    Column("event", String(100), nullable=False),
+    Column("data", LargeBinary, nullable=False),  # the data object as compact JSON bytes
+    Column("created_at", Timestamp, nullable=False),  # the body's "timestamp"
 )
 
 deliveries = Table(
@@ -110,7 +132,10 @@ deliveries = Table(
     ),
     Column("event", String(100), nullable=False),
     Column("url", String(2048), nullable=False),
+    # The whole body for deliveries made before messages existed; empty when message_id
+    # names the event data the body is built from.
     Column("body", LargeBinary, nullable=False),
+    Column("message_id", String(32), nullable=True),  # messages.id; purge removes orphans
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("max_attempts", Integer, nullable=False),
@@ -125,6 +150,8 @@ deliveries = Table(
     # The log page: a user's rows in (created_at, id) order, with or without an event filter.
     Index("ix_deliveries_user_created", "user_id", "created_at", "id"),
     Index("ix_deliveries_user_event_created", "user_id", "event", "created_at", "id"),
+    Index("ix_deliveries_user_endpoint_created", "user_id", "endpoint_id", "created_at", "id"),
+    Index("ix_deliveries_message", "message_id"),
     # Totals count a user's open deliveries only; purging reads finished rows by age.
     Index(
         "ix_deliveries_open",
@@ -182,6 +209,8 @@ delivery_stats = Table(
     "delivery_stats",
     metadata,
     Column("user_id", String(32), primary_key=True),
+    # "" for deliveries whose endpoint was deleted before they finished.
+    Column("endpoint_id", String(32), primary_key=True),
     Column("event", String(100), primary_key=True),
     Column("successful", BigInteger, nullable=False, default=0),
     Column("failed", BigInteger, nullable=False, default=0),

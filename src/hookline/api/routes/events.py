@@ -36,16 +36,17 @@ async def publish(
     """Accept an event. When this answers 202, its deliveries are stored and will be sent."""
     try:
         check_event(settings.events, body.event, body.data)
-        size = len(dumps(body.data))
+        data_json = dumps(body.data)
     except EventError as exc:
         raise ApiError(422, str(exc), exc.fields) from exc
     except PayloadError as exc:
         raise ApiError(422, str(exc), {"data": str(exc)}) from exc
-    if size > settings.max_event_data_bytes:
+    if len(data_json) > settings.max_event_data_bytes:
         raise ApiError(
-            413, f"data is {size} bytes; the limit is {settings.max_event_data_bytes} bytes"
+            413,
+            f"data is {len(data_json)} bytes; the limit is {settings.max_event_data_bytes} bytes",
         )
-    result = await store.publish(body.userId, body.event, body.data)
+    result = await store.publish(body.userId, body.event, data_json)
     if result.delivery_ids:
         wake.set()
     return PublishResponse(deliveryIds=result.delivery_ids, reason=result.reason)

@@ -33,7 +33,8 @@ from hookline.api.schemas import (
 )
 from hookline.delivery.worker import attempt, decide, policy_for
 from hookline.events import TEST_EVENT
-from hookline.store import EndpointRow, NotFound, Status
+from hookline.payload import delivery_body
+from hookline.store import EndpointRow, LogRow, NotFound, Status
 from hookline.targets import TargetError, check_target, check_url
 from hookline.timeutil import iso, iso_millis, utcnow
 
@@ -188,7 +189,7 @@ def _check_event_filter(event: str | None, catalog: list[str]) -> None:
         )
 
 
-def _log_fields(row: Any) -> dict[str, Any]:
+def _log_fields(row: LogRow) -> dict[str, Any]:
     """The fields a log item and a log detail share, from a deliveries row."""
     return {
         "id": row.id,
@@ -240,15 +241,24 @@ async def get_log(
     if not (log_id.isascii() and log_id.isalnum()):  # ids are [0-9a-z]; no lookup needed
         raise ApiError(404, "No delivery log with that id")
     try:
-        row, attempts = await store.log_detail(user.id, log_id)
+        detail = await store.log_detail(user.id, log_id)
     except NotFound as exc:
         raise ApiError(404, f"No delivery log with id {log_id}") from exc
+    row, attempts = detail.log, detail.attempts
+    body = delivery_body(
+        detail.body,
+        event=row.event,
+        delivery_id=row.delivery_id,
+        published_at=detail.published_at,
+        user_id=detail.user_id,
+        data_json=detail.data_json,
+    )
     return LogDetailResponse(
         log=LogDetail(
             **_log_fields(row),
             status=row.status,
             attemptCount=row.attempts,
-            payload=bytes(row.body).decode("utf-8"),
+            payload=body.decode("utf-8"),
             attempts=[
                 AttemptView(
                     attempt=a.attempt,

@@ -1,0 +1,290 @@
+"""The queue on PostgreSQL: each hot move is one statement in autocommit (one round trip).
+Claims skip rows other workers are claiming (``FOR UPDATE SKIP LOCKED``); a statement trigger
+sends NOTIFY on every insert into deliveries (migration 0003), which ``listen`` receives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, select, text
+from sqlalchemy.engine import make_url
+
+from hookline import ids
+from hookline.store import listen as listening
+from hookline.store.db import Database
+from hookline.store.endpoints import EndpointRow, endpoint_from
+from hookline.store.endpoints import of_user as endpoints_of_user
+from hookline.store.queue import (
+    DEFER,
+    ENDPOINT_PREFIX,
+    MESSAGE_COLUMNS,
+    NEXT_DUE,
+    NOTIFY_CHANNEL,
+    PREFIXED_ENDPOINT_COLUMNS,
+    AttemptRecord,
+    Claimed,
+    Enqueued,
+    NewEvent,
+    Stop,
+    claimed_from,
+    lease_due,
+    over_the_limit,
+    purge_sync,
+    rate_limited_wants,
+    reclaim_statement,
+    release_statement,
+    unsent_for,
+    window_of,
+)
+from hookline.store.schema import PRIMARY_SLOT, Status, endpoints, messages
+from hookline.timeutil import to_micros
+
+#: The advisory lock key of the one maintainer at a time: "hook" in ASCII.
+MAINTENANCE_LOCK_KEY = 0x686F6F6B
+_TRY_MAINTENANCE_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+
+# The event's data once, and a delivery per enabled endpoint of the user subscribed to the
+# event, in one statement. Delivery ids are the message id plus the endpoint's rank, and
+# UUIDs from gen_random_uuid(); nothing is written when no endpoint wants the event.
+_ENQUEUE = text(
+    f"""
+    WITH targets AS (
+        SELECT e.id, e.url,
+               row_number() OVER (ORDER BY e.slot <> '{PRIMARY_SLOT}', e.created_at, e.id) AS n
+        FROM endpoints AS e
+        WHERE e.user_id = :user_id AND e.enabled
+          AND CAST(e.enabled_events AS jsonb) ? CAST(:event AS text)
+    ),
+    message AS (
+        INSERT INTO messages (id, user_id, event, data, created_at)
+        SELECT CAST(:message_id AS VARCHAR), CAST(:user_id AS VARCHAR),
+               CAST(:event AS VARCHAR), :data, CAST(:now AS BIGINT)
+        WHERE EXISTS (SELECT 1 FROM targets)
+        RETURNING id
+    ),
+    made AS (
+        INSERT INTO deliveries (id, delivery_id, user_id, endpoint_id, event, url, body,
+                                message_id, status, attempts, max_attempts, next_attempt_at,
+                                created_at)
+        SELECT m.id || lpad(CAST(t.n AS text), 2, '0'), CAST(gen_random_uuid() AS text),
+               CAST(:user_id AS VARCHAR), t.id, CAST(:event AS VARCHAR), t.url,
+               CAST('' AS bytea), m.id, '{Status.PENDING.value}', 0, :max_attempts,
+               CAST(:now AS BIGINT), CAST(:now AS BIGINT)
+        FROM targets AS t CROSS JOIN message AS m
+        RETURNING id, delivery_id
+    )
+    SELECT delivery_id FROM made ORDER BY id
+    """
+)
+
+
+def _claim_statement() -> Select[tuple[object, ...]]:
+    """The lease (a CTE) joined to the leased rows' endpoints and messages."""
+    leased = lease_due(postgres=True).cte("leased")
+    return (
+        select(leased, *PREFIXED_ENDPOINT_COLUMNS, *MESSAGE_COLUMNS)
+        .outerjoin_from(leased, endpoints, endpoints.c.id == leased.c.endpoint_id)
+        .outerjoin(messages, messages.c.id == leased.c.message_id)
+    )
+
+
+# Built once: building these per claim cost more than running them at a trickle.
+_CLAIM = _claim_statement()
+
+# Take up to ``want`` starts this second from each endpoint's rate limit; the row lock of
+# FOR UPDATE makes concurrent workers take turns and see each other's counts.
+_TAKE_STARTS = text(
+    """
+    WITH wanted AS (
+        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:wants AS integer[])) AS w(id, want)
+    ),
+    current AS (
+        SELECT e.id, e.rate_limit,
+               CASE WHEN e.rate_window = :window THEN e.rate_count ELSE 0 END AS used
+        FROM endpoints AS e WHERE e.id = ANY(CAST(:ids AS text[]))
+        ORDER BY e.id FOR UPDATE
+    ),
+    granted AS (
+        SELECT c.id, c.used, least(w.want, greatest(c.rate_limit - c.used, 0)) AS n
+        FROM current AS c JOIN wanted AS w ON w.id = c.id
+    )
+    UPDATE endpoints AS e SET rate_window = :window, rate_count = g.used + g.n
+    FROM granted AS g WHERE e.id = g.id
+    RETURNING e.id, g.n
+    """
+)
+
+# Each outcome's attempt row, the move of its delivery (only while this worker's lease
+# holds) and the counters of those that finished, in one statement. The counters are
+# upserted in key order, so concurrent workers lock them in the same order.
+_RECORD = text(
+    f"""
+    WITH outcome AS (
+        SELECT * FROM unnest(
+            CAST(:ids AS text[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+            CAST(:codes AS integer[]), CAST(:errors AS text[]), CAST(:next_at AS bigint[]),
+            CAST(:finished_at AS bigint[]), CAST(:delivered_at AS bigint[]),
+            CAST(:started_at AS bigint[]), CAST(:durations AS integer[]),
+            CAST(:excerpts AS text[])
+        ) AS o(id, status, attempt, code, error, next_at, finished_at, delivered_at,
+               started_at, duration_ms, excerpt)
+    ),
+    attempt_rows AS (
+        INSERT INTO delivery_attempts
+            (delivery_pk, attempt, created_at, duration_ms, status_code, error, response_excerpt)
+        SELECT id, attempt, started_at, duration_ms, code, error, excerpt FROM outcome
+    ),
+    moved AS (
+        UPDATE deliveries AS d SET
+            status = o.status, attempts = o.attempt, last_status_code = o.code,
+            last_error = o.error, lease_owner = NULL, lease_until = NULL,
+            next_attempt_at = coalesce(o.next_at, d.next_attempt_at),
+            finished_at = o.finished_at, delivered_at = o.delivered_at
+        FROM outcome AS o
+        WHERE d.id = o.id AND d.status = '{Status.IN_FLIGHT.value}' AND d.lease_owner = :worker
+        RETURNING d.id, d.user_id, coalesce(d.endpoint_id, '') AS endpoint_id, d.event,
+                  o.status, o.attempt
+    ),
+    counted AS (
+        INSERT INTO delivery_stats (user_id, endpoint_id, event, successful, failed,
+                                    attempts_sum)
+        SELECT user_id, endpoint_id, event,
+               count(*) FILTER (WHERE status = '{Status.SUCCEEDED.value}'),
+               count(*) FILTER (WHERE status = '{Status.FAILED.value}'),
+               sum(attempt)
+        FROM moved WHERE status <> '{Status.PENDING.value}'
+        GROUP BY user_id, endpoint_id, event ORDER BY user_id, endpoint_id, event
+        ON CONFLICT (user_id, endpoint_id, event) DO UPDATE SET
+            successful = delivery_stats.successful + excluded.successful,
+            failed = delivery_stats.failed + excluded.failed,
+            attempts_sum = delivery_stats.attempts_sum + excluded.attempts_sum
+    )
+    SELECT id FROM moved
+    """
+)
+
+
+def _micros(moment: datetime | None) -> int | None:
+    return None if moment is None else to_micros(moment)
+
+
+class PostgresQueue:
+    """``Queue`` on PostgreSQL (see ``hookline.store.queue``)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def enqueue(self, event: NewEvent, now: datetime, max_attempts: int) -> Enqueued:
+        params = {
+            "message_id": ids.new_id(),
+            "user_id": event.user_id,
+            "event": event.event,
+            "data": event.data_json,
+            "max_attempts": max_attempts,
+            "now": to_micros(now),
+        }
+        async with self.db.write_once() as conn:
+            made = [row.delivery_id for row in await conn.execute(_ENQUEUE, params)]
+            if made:
+                return Enqueued(event.event, made)
+            # Nothing wanted it: say why (only this path reads the endpoints).
+            found = await endpoints_of_user(conn, event.user_id)
+        return Enqueued(event.event, [], unsent_for(found, event.event))
+
+    async def claim(
+        self, worker: str, limit: int, now: datetime, lease_until: datetime
+    ) -> list[tuple[Claimed, EndpointRow | None]]:
+        params = {"b_worker": worker, "b_limit": limit, "b_now": now, "b_lease_until": lease_until}
+        async with self.db.write_once() as conn:
+            rows = await conn.execute(_CLAIM, params)
+            claimed = [
+                (
+                    claimed_from(row._mapping),
+                    None if row.e_id is None else endpoint_from(row._mapping, ENDPOINT_PREFIX),
+                )
+                for row in rows
+            ]
+            wants = rate_limited_wants(claimed)
+            if not wants:
+                return claimed
+            window = window_of(now)
+            granted = {
+                row.id: row.n
+                for row in await conn.execute(
+                    _TAKE_STARTS,
+                    {"ids": list(wants), "wants": list(wants.values()), "window": window},
+                )
+            }
+            deferred = over_the_limit(claimed, granted)
+            if deferred:
+                next_second = datetime.fromtimestamp(window + 1, now.tzinfo) + timedelta()
+                await conn.execute(
+                    DEFER, {"b_ids": deferred, "b_worker": worker, "b_next": next_second}
+                )
+        held_back = set(deferred)
+        return [pair for pair in claimed if pair[0].id not in held_back]
+
+    async def record(
+        self, worker: str, records: Sequence[AttemptRecord], now: datetime
+    ) -> list[str]:
+        if not records:
+            return []
+        now_us = to_micros(now)
+        params = {
+            "worker": worker,
+            "ids": [r.log_id for r in records],
+            "statuses": [r.next_status.value for r in records],
+            "attempts": [r.attempt for r in records],
+            "codes": [r.status_code for r in records],
+            "errors": [r.error for r in records],
+            "next_at": [_micros(r.next_attempt_at) for r in records],
+            "finished_at": [None if r.next_status is Status.PENDING else now_us for r in records],
+            "delivered_at": [
+                now_us if r.next_status is Status.SUCCEEDED else None for r in records
+            ],
+            "started_at": [to_micros(r.started_at) for r in records],
+            "durations": [r.duration_ms for r in records],
+            "excerpts": [r.response_excerpt for r in records],
+        }
+        async with self.db.write_once() as conn:
+            return [row.id for row in await conn.execute(_RECORD, params)]
+
+    async def release(self, worker: str, log_ids: Sequence[str], now: datetime) -> int:
+        if not log_ids:
+            return 0
+        async with self.db.write_once() as conn:
+            return (await conn.execute(release_statement(now, worker, log_ids))).rowcount
+
+    async def reclaim_expired(self, now: datetime) -> int:
+        async with self.db.write() as conn:
+            if not await self._maintainer(conn):
+                return 0
+            return (await conn.execute(reclaim_statement(now))).rowcount
+
+    async def purge(self, cutoff: datetime, batch: int) -> int:
+        async with self.db.write() as conn:
+            if not await self._maintainer(conn):
+                return 0
+            return await conn.run_sync(purge_sync, cutoff, batch)
+
+    async def next_due(self) -> datetime | None:
+        async with self.db.read() as conn:
+            value: datetime | None = (await conn.execute(NEXT_DUE)).scalar_one()
+        return value
+
+    async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
+        dsn = make_url(self.db.url).set(drivername="postgresql")
+        return await listening.listen(
+            dsn.render_as_string(hide_password=False), NOTIFY_CHANNEL, on_notify
+        )
+
+    @staticmethod
+    async def _maintainer(conn: object) -> bool:
+        """Become the one maintainer until this transaction ends (an advisory lock); False
+        when another process is maintaining right now."""
+        from sqlalchemy.ext.asyncio import AsyncConnection
+
+        assert isinstance(conn, AsyncConnection)
+        result = await conn.execute(_TRY_MAINTENANCE_LOCK, {"key": MAINTENANCE_LOCK_KEY})
+        return bool(result.scalar_one())

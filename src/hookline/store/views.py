@@ -1,0 +1,270 @@
+"""Views of the delivery log: a user's log pages and one delivery with its attempts, the
+counters behind stats, and finished deliveries over time. Typed records out; what they say to
+people (wording, JSON) is the API's business."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, TextClause, and_, func, select, text, type_coerce
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hookline.store.queue import status_is
+from hookline.store.schema import (
+    Status,
+    deliveries,
+    delivery_attempts,
+    delivery_stats,
+    messages,
+)
+from hookline.timeutil import to_micros
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One delivery as the log shows it."""
+
+    id: str
+    delivery_id: str
+    endpoint_id: str | None
+    event: str
+    url: str
+    status: Status
+    last_status_code: int | None
+    attempts: int
+    last_error: str | None
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    attempt: int
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+    response_excerpt: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LogDetailRow:
+    """A delivery, what its body is made of, and every attempt, oldest first."""
+
+    log: LogRow
+    user_id: str
+    body: bytes  #: the stored body of a delivery made before messages; else empty
+    data_json: bytes | None  #: its event's data, when ``body`` is empty
+    published_at: datetime
+    attempts: list[AttemptRow]
+
+
+@dataclass(frozen=True)
+class Counts:
+    successful: int
+    failed: int
+    attempts_sum: int
+
+
+_LOG_COLUMNS = (
+    deliveries.c.id,
+    deliveries.c.delivery_id,
+    deliveries.c.endpoint_id,
+    deliveries.c.event,
+    deliveries.c.url,
+    deliveries.c.status,
+    deliveries.c.last_status_code,
+    deliveries.c.attempts,
+    deliveries.c.last_error,
+    deliveries.c.next_attempt_at,
+    deliveries.c.delivered_at,
+    deliveries.c.created_at,
+)
+
+
+def _log_row(row: Any) -> LogRow:
+    return LogRow(
+        id=row.id,
+        delivery_id=row.delivery_id,
+        endpoint_id=row.endpoint_id,
+        event=row.event,
+        url=row.url,
+        status=Status(row.status),
+        last_status_code=row.last_status_code,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        next_attempt_at=row.next_attempt_at,
+        delivered_at=row.delivered_at,
+        created_at=row.created_at,
+    )
+
+
+def _open_count_sql(on_sqlite: bool, by_event: bool, by_endpoint: bool) -> TextClause:
+    # SQLite's statistics average over users: once another user has a big backlog it thinks
+    # the partial index is as long as that backlog and walks the log index instead, so the
+    # index is named there. PostgreSQL's per-value statistics choose it by themselves.
+    hint = " INDEXED BY ix_deliveries_open" if on_sqlite else ""
+    event = " AND event = :event" if by_event else ""
+    endpoint = " AND endpoint_id = :endpoint_id" if by_endpoint else ""
+    return text(
+        f"SELECT count(*) FROM deliveries{hint}"
+        f" WHERE user_id = :user_id"
+        f" AND status IN ('{Status.PENDING.value}', '{Status.IN_FLIGHT.value}'){event}{endpoint}"
+    )
+
+
+_OPEN_COUNT = {
+    (on_sqlite, by_event, by_endpoint): _open_count_sql(on_sqlite, by_event, by_endpoint)
+    for on_sqlite in (False, True)
+    for by_event in (False, True)
+    for by_endpoint in (False, True)
+}
+
+
+async def open_count(
+    conn: AsyncConnection, user_id: str, event: str | None = None, endpoint_id: str | None = None
+) -> int:
+    """Deliveries of a user not yet finished (pending or in flight), from the partial index."""
+    query = _OPEN_COUNT[conn.dialect.name == "sqlite", event is not None, endpoint_id is not None]
+    params = {"user_id": user_id, "event": event, "endpoint_id": endpoint_id}
+    wanted = {k: v for k, v in params.items() if v is not None}
+    return int((await conn.execute(query, wanted)).scalar_one())
+
+
+async def counters(
+    conn: AsyncConnection, user_id: str, endpoint_id: str | None = None
+) -> dict[str, Counts]:
+    """A user's finished-delivery counters by event (of one endpoint, or of all)."""
+    query = (
+        select(
+            delivery_stats.c.event,
+            func.sum(delivery_stats.c.successful),
+            func.sum(delivery_stats.c.failed),
+            func.sum(delivery_stats.c.attempts_sum),
+        )
+        .where(delivery_stats.c.user_id == user_id)
+        .group_by(delivery_stats.c.event)
+    )
+    if endpoint_id is not None:
+        query = query.where(delivery_stats.c.endpoint_id == endpoint_id)
+    rows = await conn.execute(query)
+    return {event: Counts(int(s), int(f), int(a)) for event, s, f, a in rows}
+
+
+async def logs_page(
+    conn: AsyncConnection,
+    user_id: str,
+    limit: int,
+    offset: int,
+    *,
+    event: str | None = None,
+    success: bool | None = None,
+    endpoint_id: str | None = None,
+) -> tuple[list[LogRow], int]:
+    """A page of a user's delivery log, newest first, and the total the filters match.
+
+    The total comes from the counters plus the (few) open deliveries, never from a scan.
+    """
+    # A deferred join: the offset is walked in the per-user index alone (an index-only scan),
+    # and only the page's rows are read from the table.
+    newest_first = (deliveries.c.created_at.desc(), deliveries.c.id.desc())
+    ids = select(deliveries.c.id).where(deliveries.c.user_id == user_id)
+    if event is not None:
+        ids = ids.where(deliveries.c.event == event)
+    if endpoint_id is not None:
+        ids = ids.where(deliveries.c.endpoint_id == endpoint_id)
+    if success is True:
+        ids = ids.where(deliveries.c.status == Status.SUCCEEDED.value)
+    elif success is False:
+        ids = ids.where(deliveries.c.status != Status.SUCCEEDED.value)
+    page = ids.order_by(*newest_first).limit(limit).offset(offset).subquery("page")
+    query = (
+        select(*_LOG_COLUMNS)
+        .join_from(deliveries, page, deliveries.c.id == page.c.id)
+        .order_by(*newest_first)
+    )
+    rows = [_log_row(row) for row in await conn.execute(query)]
+
+    by_event = await counters(conn, user_id, endpoint_id)
+    counts = [c for name, c in by_event.items() if event is None or name == event]
+    successful = sum(c.successful for c in counts)
+    failed = sum(c.failed for c in counts)
+    total = successful
+    if success is not True:
+        pending = await open_count(conn, user_id, event, endpoint_id)
+        total = failed + pending if success is False else successful + failed + pending
+    return rows, total
+
+
+async def log_detail(conn: AsyncConnection, user_id: str, log_id: str) -> LogDetailRow | None:
+    """One delivery of a user with what its body is made of and every attempt."""
+    row = (
+        await conn.execute(
+            select(
+                *_LOG_COLUMNS,
+                deliveries.c.user_id,
+                deliveries.c.body,
+                messages.c.data.label("m_data"),
+                messages.c.created_at.label("m_created_at"),
+            )
+            .outerjoin_from(deliveries, messages, messages.c.id == deliveries.c.message_id)
+            .where(deliveries.c.id == log_id, deliveries.c.user_id == user_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    attempts = await conn.execute(
+        select(
+            delivery_attempts.c.attempt,
+            delivery_attempts.c.status_code,
+            delivery_attempts.c.error,
+            delivery_attempts.c.duration_ms,
+            delivery_attempts.c.response_excerpt,
+            delivery_attempts.c.created_at,
+        )
+        .where(delivery_attempts.c.delivery_pk == log_id)
+        .order_by(delivery_attempts.c.attempt, delivery_attempts.c.id)
+    )
+    has_message = row.m_data is not None
+    return LogDetailRow(
+        log=_log_row(row),
+        user_id=row.user_id,
+        body=bytes(row.body),
+        data_json=bytes(row.m_data) if has_message else None,
+        published_at=row.m_created_at if has_message else row.created_at,
+        attempts=[
+            AttemptRow(
+                a.attempt, a.status_code, a.error, a.duration_ms, a.response_excerpt, a.created_at
+            )
+            for a in attempts
+        ],
+    )
+
+
+async def timeseries(
+    conn: AsyncConnection,
+    user_id: str,
+    start: datetime,
+    bucket: timedelta,
+    endpoint_id: str | None = None,
+) -> dict[tuple[int, str], int]:
+    """Finished deliveries created since ``start``, counted by (bucket index, status)."""
+    bucket_us = int(bucket.total_seconds() * 1_000_000)
+    created_us = type_coerce(deliveries.c.created_at, BigInteger)
+    index = ((created_us - to_micros(start)) // bucket_us).label("bucket")
+    conditions = [
+        deliveries.c.user_id == user_id,
+        deliveries.c.created_at >= start,
+        status_is(Status.SUCCEEDED, Status.FAILED),
+    ]
+    if endpoint_id is not None:
+        conditions.append(deliveries.c.endpoint_id == endpoint_id)
+    rows = await conn.execute(
+        select(index, deliveries.c.status, func.count())
+        .where(and_(*conditions))
+        .group_by(text("1"), deliveries.c.status)
+    )
+    return {(int(b), status): int(n) for b, status, n in rows}
