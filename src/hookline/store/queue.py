@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import (
     ColumnElement,
@@ -130,6 +130,7 @@ class AttemptRecord:
     delivery_id: str = ""  #: the receiver-facing id, for log messages
 
 
+@runtime_checkable
 class Queue(Protocol):
     """Every move of a delivery row, on one database."""
 

@@ -1,0 +1,305 @@
+"""One behaviour, two databases: the same cases run against every ``Queue`` implementation
+(PostgreSQL's and SQLite's), through the interface alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from hookline.payload import build_body, delivery_body, dumps
+from hookline.store import AttemptRecord, EndpointFields, Status, Store, Unsent
+from hookline.store.queue import NewEvent, Queue
+from hookline.store.queue_postgres import PostgresQueue
+from hookline.store.queue_sqlite import SqliteQueue
+from hookline.store.schema import deliveries, delivery_attempts, messages
+from hookline.timeutil import utcnow
+from tests.support import make_settings
+
+DATA = {"resumeId": "r1", "fileName": "a.pdf", "parsedAt": "t", "success": True}
+EVENT = "resume.parsed"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = Store(make_settings(database_url))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def user_with(store: Store, *endpoints: EndpointFields) -> tuple[str, list[str]]:
+    """A user and endpoints with ``fields`` (URL and events defaulted): (user id, their ids)."""
+    user, _, _ = await store.create_user("u", False)
+    made = []
+    for fields in endpoints:
+        complete = EndpointFields(
+            url=fields.url or f"http://127.0.0.1:9/{len(made)}",
+            enabled=fields.enabled,
+            enabled_events=fields.enabled_events or [EVENT],
+            rate_limit=fields.rate_limit,
+            headers=fields.headers,
+        )
+        endpoint, _ = await store.create_endpoint(user.id, complete)
+        made.append(endpoint.id)
+    return user.id, made
+
+
+def new(user_id: str, data: dict[str, object] | None = None) -> NewEvent:
+    return NewEvent(user_id, EVENT, dumps(data or DATA))
+
+
+def lease(now: datetime) -> datetime:
+    return now + timedelta(seconds=60)
+
+
+def outcome(log_id: str, status: Status, retry_at: datetime | None = None) -> AttemptRecord:
+    return AttemptRecord(
+        log_id=log_id,
+        attempt=1,
+        started_at=utcnow(),
+        duration_ms=3,
+        status_code=200 if status is Status.SUCCEEDED else 500,
+        error=None if status is Status.SUCCEEDED else "HTTP 500",
+        response_excerpt="ok",
+        next_status=status,
+        next_attempt_at=retry_at,
+    )
+
+
+def test_the_store_picks_the_queue_of_its_database(store: Store) -> None:
+    expected = SqliteQueue if store.db.sqlite else PostgresQueue
+    assert isinstance(store.queue, expected)
+    assert isinstance(store.queue, Queue)
+
+
+async def test_enqueue_fans_out_to_enabled_subscribed_endpoints(store: Store) -> None:
+    user_id, (first, second, off, other) = await user_with(
+        store,
+        EndpointFields(),
+        EndpointFields(),
+        EndpointFields(enabled=False),
+        EndpointFields(enabled_events=["ats.check_completed"]),
+    )
+    now = utcnow()
+    made = await store.queue.enqueue(new(user_id), now, 4)
+    assert len(made.delivery_ids) == 2 and made.unsent is None
+    claimed = await store.queue.claim("w", 10, now, lease(now))
+    assert {e.id for _, e in claimed if e} == {first, second}
+    # The data is stored once, however many endpoints receive it.
+    async with store.db.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(messages))).scalar() == 1
+    assert {d.data_json for d, _ in claimed} == {dumps(DATA)}
+    assert off and other
+
+
+async def test_enqueue_says_why_nothing_was_made(store: Store) -> None:
+    now = utcnow()
+    nobody, _ = await user_with(store)
+    assert (await store.queue.enqueue(new(nobody), now, 4)).unsent is Unsent.NO_ENDPOINT
+    switched_off, _ = await user_with(store, EndpointFields(enabled=False))
+    assert (await store.queue.enqueue(new(switched_off), now, 4)).unsent is Unsent.DISABLED
+    elsewhere, _ = await user_with(store, EndpointFields(enabled_events=["tailoring.completed"]))
+    result = await store.queue.enqueue(new(elsewhere), now, 4)
+    assert result.unsent is Unsent.NOT_SUBSCRIBED and result.delivery_ids == []
+    async with store.db.read() as conn:
+        assert (await conn.execute(select(func.count()).select_from(messages))).scalar() == 0
+
+
+async def test_claim_leases_each_delivery_to_one_worker_longest_due_first(store: Store) -> None:
+    user_id, _ = await user_with(store, EndpointFields())
+    for i in range(5):
+        await store.queue.enqueue(new(user_id, {**DATA, "n": i}), utcnow(), 4)
+    now = utcnow()
+    first = await store.queue.claim("w1", 3, now, lease(now))
+    second = await store.queue.claim("w2", 10, now, lease(now))
+    assert len(first) == 3 and len(second) == 2
+    assert not {d.id for d, _ in first} & {d.id for d, _ in second}
+    assert await store.queue.claim("w3", 10, now, lease(now)) == []
+
+
+async def test_concurrent_claimers_never_share_a_delivery(store: Store) -> None:
+    user_id, _ = await user_with(store, EndpointFields())
+    for i in range(60):
+        await store.queue.enqueue(new(user_id, {**DATA, "n": i}), utcnow(), 4)
+    others = [Store(store.settings) for _ in range(3)]
+    try:
+        now = utcnow()
+        results = await asyncio.gather(
+            *(
+                s.queue.claim(f"w{i}-{round_}", 7, now, lease(now))
+                for round_ in range(3)
+                for i, s in enumerate([store, *others])
+            )
+        )
+        ids = [d.id for batch in results for d, _ in batch]
+        assert len(ids) == len(set(ids)) == 60
+    finally:
+        for other in others:
+            await other.close()
+
+
+async def test_record_moves_only_what_the_worker_holds(store: Store) -> None:
+    user_id, [endpoint_id] = await user_with(store, EndpointFields())
+    for _ in range(3):
+        await store.queue.enqueue(new(user_id), utcnow(), 4)
+    now = utcnow()
+    ok, retry, lost = (d.id for d, _ in await store.queue.claim("w1", 3, now, lease(now)))
+    later = now + timedelta(seconds=30)
+    moved = await store.queue.record(
+        "w2", [outcome(ok, Status.SUCCEEDED)], utcnow()
+    )  # not w2's to move
+    assert moved == []
+    moved = await store.queue.record(
+        "w1",
+        [outcome(ok, Status.SUCCEEDED), outcome(retry, Status.PENDING, retry_at=later)],
+        utcnow(),
+    )
+    assert sorted(moved) == sorted([ok, retry])
+    async with store.db.read() as conn:
+        rows = {
+            r.id: r
+            for r in await conn.execute(
+                select(deliveries.c.id, deliveries.c.status, deliveries.c.next_attempt_at)
+            )
+        }
+        attempts = (
+            await conn.execute(select(func.count()).select_from(delivery_attempts))
+        ).scalar()
+    assert rows[ok].status == "succeeded" and rows[retry].status == "pending"
+    assert rows[retry].next_attempt_at == later and rows[lost].status == "in_flight"
+    assert attempts == 3  # w2's request was made too: its attempt is logged
+    counters, open_now = await store.stats(user_id, endpoint_id)
+    assert counters[EVENT].successful == 1 and open_now == 2
+    assert await store.queue.next_due() == later
+    assert await store.queue.claim("w3", 10, utcnow(), lease(utcnow())) == []
+
+
+async def test_release_and_reclaim_put_deliveries_back(store: Store) -> None:
+    user_id, _ = await user_with(store, EndpointFields())
+    for _ in range(2):
+        await store.queue.enqueue(new(user_id), utcnow(), 4)
+    now = utcnow()
+    given_back, expired = (d.id for d, _ in await store.queue.claim("w1", 2, now, lease(now)))
+    assert await store.queue.release("w2", [given_back], utcnow()) == 0  # not w2's
+    assert await store.queue.release("w1", [given_back], utcnow()) == 1
+    async with store.db.write() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == expired)
+            .values(lease_until=utcnow() - timedelta(seconds=1))
+        )
+    assert await store.queue.reclaim_expired(utcnow()) == 1
+    again = await store.queue.claim("w2", 10, utcnow(), lease(utcnow()))
+    assert {d.id for d, _ in again} == {given_back, expired}
+    # The old owner's late outcome changes nothing.
+    assert await store.queue.record("w1", [outcome(expired, Status.FAILED)], utcnow()) == []
+
+
+async def test_a_retry_builds_the_same_body(store: Store) -> None:
+    user_id, _ = await user_with(store, EndpointFields())
+    await store.queue.enqueue(new(user_id), utcnow(), 4)
+    now = utcnow()
+    [(first, _)] = await store.queue.claim("w1", 1, now, lease(now))
+    await store.queue.record("w1", [outcome(first.id, Status.PENDING, retry_at=now)], utcnow())
+    [(second, _)] = await store.queue.claim("w1", 1, utcnow(), lease(utcnow()))
+
+    def body(d: object) -> bytes:
+        return delivery_body(
+            d.body,  # type: ignore[attr-defined]
+            event=d.event,  # type: ignore[attr-defined]
+            delivery_id=d.delivery_id,  # type: ignore[attr-defined]
+            published_at=d.published_at,  # type: ignore[attr-defined]
+            user_id=d.user_id,  # type: ignore[attr-defined]
+            data_json=d.data_json,  # type: ignore[attr-defined]
+        )
+
+    assert body(first) == body(second)
+    assert body(first) == build_body(EVENT, first.delivery_id, first.published_at, user_id, DATA)
+
+
+async def test_a_deleted_endpoint_leaves_the_claim_without_one(store: Store) -> None:
+    user_id, [endpoint_id] = await user_with(store, EndpointFields())
+    await store.queue.enqueue(new(user_id), utcnow(), 4)
+    await store.delete_endpoint(user_id, endpoint_id)
+    [(delivery, endpoint)] = await store.queue.claim("w", 5, utcnow(), lease(utcnow()))
+    assert endpoint is None and delivery.endpoint_id is None
+
+
+async def test_the_rate_limit_holds_across_claimers(store: Store) -> None:
+    user_id, [endpoint_id] = await user_with(store, EndpointFields(rate_limit=3))
+    for _ in range(8):
+        await store.queue.enqueue(new(user_id), utcnow() - timedelta(seconds=1), 4)
+    other = Store(store.settings)
+    try:
+        now = utcnow().replace(microsecond=100_000)
+        started = [
+            *(await store.queue.claim("w1", 2, now, lease(now))),
+            *(await other.queue.claim("w2", 10, now, lease(now))),
+        ]
+        assert len(started) == 3  # this second's share, across both claimers
+        next_second = now.replace(microsecond=0) + timedelta(seconds=1)
+        assert await store.queue.next_due() == next_second
+        assert await store.queue.claim("w1", 10, now, lease(now)) == []
+        assert len(await other.queue.claim("w2", 10, next_second, lease(next_second))) == 3
+    finally:
+        await other.close()
+    assert endpoint_id
+
+
+async def test_purge_takes_old_finished_rows_their_attempts_and_orphan_messages(
+    store: Store,
+) -> None:
+    user_id, [endpoint_id, _] = await user_with(store, EndpointFields(), EndpointFields())
+    finished = []
+    for _ in range(2):  # two events, each to both endpoints
+        await store.queue.enqueue(new(user_id), utcnow(), 4)
+        now = utcnow()
+        claimed = [d for d, _ in await store.queue.claim("w", 10, now, lease(now))]
+        await store.queue.record("w", [outcome(d.id, Status.SUCCEEDED) for d in claimed], now)
+        finished.append(claimed)
+    await store.queue.enqueue(new(user_id), utcnow(), 4)  # still pending: never purged
+    old = [d.id for d in finished[0]]
+    async with store.db.write() as conn:
+        await conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id.in_([*old, *(await _pending_ids(conn))]))
+            .values(created_at=utcnow() - timedelta(days=100))
+        )
+    assert await store.queue.purge(utcnow() - timedelta(days=90), 1000) == 2
+    async with store.db.read() as conn:
+        left = (await conn.execute(select(func.count()).select_from(deliveries))).scalar()
+        kept = (await conn.execute(select(func.count()).select_from(messages))).scalar()
+        attempts = (
+            await conn.execute(select(func.count()).select_from(delivery_attempts))
+        ).scalar()
+    assert left == 4 and kept == 2 and attempts == 2
+    counters, open_now = await store.stats(user_id, endpoint_id)
+    assert counters[EVENT].successful == 1 and open_now == 1
+
+
+async def _pending_ids(conn: object) -> list[str]:
+    rows = await conn.execute(  # type: ignore[attr-defined]
+        select(deliveries.c.id).where(deliveries.c.status == Status.PENDING.value)
+    )
+    return [row.id for row in rows]
+
+
+async def test_listen_hears_an_enqueue_by_another_process(store: Store) -> None:
+    user_id, _ = await user_with(store, EndpointFields())
+    heard = asyncio.Event()
+    stop = await store.queue.listen(heard.set)
+    assert stop is not None
+    other = Store(store.settings)
+    try:
+        await asyncio.sleep(0.1)
+        heard.clear()
+        await other.queue.enqueue(new(user_id), utcnow(), 4)
+        await asyncio.wait_for(heard.wait(), timeout=5)
+    finally:
+        await stop()
+        await other.close()
