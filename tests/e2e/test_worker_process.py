@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from hookline.config import Settings
-from hookline.store import Store
-from hookline.store.schema import deliveries
+from hookline.store import EndpointFields, Store
+from hookline.store.schema import deliveries, delivery_attempts
 from tests.integration.test_publish import EXAMPLE_DATA
 from tests.support import TEST_KEY, Receiver, make_settings, wait_until
 
@@ -166,10 +166,44 @@ async def test_a_new_delivery_wakes_a_separate_worker(
             await asyncio.sleep(1)  # now it sleeps on its 30 s poll
             for _ in range(3):
                 started = asyncio.get_running_loop().time()
-                await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
                 before = len(receiver.received)
+                await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
                 await receiver.wait_for(before + 1, timeout_s=10)
                 assert asyncio.get_running_loop().time() - started < 2.0
                 await asyncio.sleep(0.5)
+    finally:
+        await store.close()
+
+
+async def test_a_rate_limit_holds_across_two_worker_processes(
+    receiver: Receiver, database_url: str
+) -> None:
+    """An endpoint limited to 4 deliveries a second gets no more from two workers together:
+    never more than 4 attempts start in one calendar second, so 20 spread over five."""
+    settings = make_settings(database_url)
+    store = Store(settings)
+    limit, count = 4, 20
+    try:
+        user, _, _ = await store.create_user("user", False)
+        await store.create_endpoint(
+            user.id,
+            EndpointFields(url=receiver.url, enabled_events=["resume.parsed"], rate_limit=limit),
+        )
+        for _ in range(count):
+            await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+        started = await statuses(store)
+        assert started["pending"] == count
+        async with worker_process(worker_env(settings)), worker_process(worker_env(settings)):
+            await receiver.wait_for(count, timeout_s=30)
+        async with store.db.read() as conn:
+            rows = await conn.execute(select(delivery_attempts.c.created_at))
+            starts = sorted(row.created_at for row in rows)
+        # An attempt starts a millisecond or so after its claim took its turn in the second;
+        # deferred deliveries come due on the second, so none starts just before one.
+        per_second = Counter(int(moment.timestamp()) for moment in starts)
+        assert max(per_second.values()) <= limit, per_second
+        # 20 at 4 a second span five calendar seconds: the first and last are 3 s apart at least.
+        arrivals = [r.at for r in receiver.received]
+        assert max(arrivals) - min(arrivals) >= count / limit - 1 - 0.05
     finally:
         await store.close()
