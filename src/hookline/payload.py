@@ -214,8 +214,10 @@ def build_headers(
     secrets: Sequence[str],
     timestamp_s: int,
     user_agent: str,
+    event_id: str | None = None,
 ) -> dict[str, str]:
-    """Headers for one attempt: the guide's five plus Standard Webhooks' three.
+    """Headers for one attempt: the guide's five, Standard Webhooks' three, and
+    ``X-Webhook-Event-Id``, the same on every delivery of one event (to every endpoint).
 
     ``secrets`` is newest first: the guide's signature uses the newest; ``webhook-signature``
     carries one signature per secret still in use, space-separated.
@@ -226,6 +228,7 @@ def build_headers(
         "X-Webhook-Event": event,
         "X-Webhook-Delivery-Id": delivery_id,
         "User-Agent": user_agent,
+        "X-Webhook-Event-Id": event_id or delivery_id,
         "webhook-id": delivery_id,
         "webhook-timestamp": str(timestamp_s),
         "webhook-signature": " ".join(

@@ -94,6 +94,9 @@ async def test_enqueue_fans_out_to_enabled_subscribed_endpoints(store: Store) ->
     async with store.db.read() as conn:
         assert (await conn.execute(select(func.count()).select_from(messages))).scalar() == 1
     assert {d.data_json for d, _ in claimed} == {dumps(DATA)}
+    # One event id for the event, one delivery id per endpoint.
+    assert len({d.event_id for d, _ in claimed}) == 1
+    assert {d.delivery_id for d, _ in claimed} == set(made.delivery_ids)
     assert off and other
 
 

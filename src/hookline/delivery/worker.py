@@ -105,6 +105,7 @@ async def attempt(job: Job, sender: Sender, settings: Settings) -> tuple[Outcome
         secrets=job.secrets,
         timestamp_s=int(started_at.timestamp()),
         user_agent=settings.user_agent,
+        event_id=delivery.event_id,
     )
     if job.headers:
         # The endpoint's static headers; the API refuses any that would replace ours.

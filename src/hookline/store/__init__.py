@@ -358,6 +358,7 @@ class Store:
         claimed = Claimed(
             id=row["id"],
             delivery_id=row["delivery_id"],
+            event_id=row["message_id"],
             user_id=user_id,
             endpoint_id=endpoint.id,
             event=TEST_EVENT,

@@ -104,6 +104,7 @@ class Claimed:
 
     id: str
     delivery_id: str
+    event_id: str  #: the same for every delivery of one event (its message; else delivery_id)
     user_id: str
     endpoint_id: str | None
     event: str
@@ -330,6 +331,7 @@ def claimed_from(values: Mapping[Any, Any]) -> Claimed:
     return Claimed(
         id=values["id"],
         delivery_id=values["delivery_id"],
+        event_id=values["message_id"] or values["delivery_id"],
         user_id=values["user_id"],
         endpoint_id=values["endpoint_id"],
         event=values["event"],
