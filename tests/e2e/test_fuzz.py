@@ -35,7 +35,7 @@ from hookline.delivery.sender import Outcome, OutcomeKind, Sender
 from hookline.store import Store
 from tests.support import make_settings, running_api
 
-EXAMPLES_PER_MODE = 15  # x 2 modes x 10 operations: about 300 cases
+EXAMPLES_PER_MODE = 15  # x 2 modes x 17 operations: about 500 cases
 CHECKS = [not_a_server_error, response_schema_conformance]
 EVENT = "resume.parsed"
 DATA = {"resumeId": "r1", "fileName": "cv.pdf", "parsedAt": "2024-11-14T10:05:00Z", "success": True}
@@ -97,12 +97,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     try:
         with asgi.get_client(app) as client:
             logs = client.get("/api/webhooks/logs", headers=auth).json()["logs"]
+            endpoints = client.get("/api/webhooks/endpoints", headers=auth).json()["endpoints"]
         log_id = logs[0]["id"]
+        real_ids = {"log_id": log_id, "endpoint_id": endpoints[0]["id"]}
         operations = [result.ok() for result in schema.get_all_operations()]
-        # Deleting the webhook last keeps the operations that need one meaningful.
+        # Deleting the webhook (or endpoint) last keeps the operations that need one meaningful.
         operations.sort(key=lambda op: op.method.upper() == "DELETE")
         labels = sorted(op.label for op in operations)
-        assert len(labels) == 10, labels
+        assert len(labels) == 17, labels
 
         cases = 0
         failures: list[str] = []
@@ -117,10 +119,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
 
         for operation in operations:
             # The real row first, then generated cases.
-            if "{log_id}" in operation.path:
-                run(operation.Case(path_parameters={"log_id": log_id}))
-            else:
-                run(operation.Case())
+            ids = {name: real for name, real in real_ids.items() if f"{{{name}}}" in operation.path}
+            run(operation.Case(path_parameters=ids) if ids else operation.Case())
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
                 @hypothesis.settings(
@@ -139,7 +139,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     finally:
         asgi.shutdown_lifespans()
     elapsed = time.monotonic() - started
-    assert 100 <= cases <= 400, cases
+    assert 170 <= cases <= 680, cases
     assert elapsed < 120, elapsed
     assert failures == [], "\n\n".join(dict.fromkeys(failures))
 
@@ -185,6 +185,16 @@ HOSTILE: list[tuple[str, str, str, bytes | None, int, tuple[str, str] | None]] =
     ("log id too long", "GET", "/api/webhooks/logs/" + "c" * 65, None, 422, None),
     ("log id not ASCII", "GET", "/api/webhooks/logs/%ED%A0%80", None, 404, None),
     ("event filter with NUL", "GET", "/api/webhooks/logs?event=a%00", None, 422, None),
+    ("endpoint filter with NUL", "GET", "/api/webhooks/stats?endpointId=c%00x", None, 404, None),
+    ("endpoint id with NUL", "PATCH", "/api/webhooks/endpoints/c%00x", b"{}", 404, None),
+    (
+        "header value with NUL",
+        "POST",
+        "/api/webhooks/endpoints",
+        _json({"url": "https://93.184.216.34/", "headers": {"X-A": "a\x00b"}}),
+        422,
+        None,
+    ),
     ("offset overflow", "GET", "/api/webhooks/logs?offset=99999999999999999999", None, 422, None),
     ("limit zero", "GET", "/api/webhooks/logs?limit=0", None, 422, None),
     ("bad window", "GET", "/api/webhooks/stats/timeseries?window=1y", None, 422, None),

@@ -51,7 +51,7 @@ async def test_logs_stats_and_filters(api: Api, receiver: Receiver) -> None:
     item = page["logs"][0]
     assert set(item) == {
         "id", "event", "url", "success", "statusCode", "attempts", "error",
-        "deliveryId", "deliveredAt", "createdAt",
+        "deliveryId", "deliveredAt", "createdAt", "endpointId",
     }  # fmt: skip
     assert item["event"] == "tailoring.failed"  # newest first
     assert item["success"] is False and item["attempts"] == 4 and item["statusCode"] == 500

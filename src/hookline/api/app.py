@@ -16,7 +16,7 @@ from hookline.api import errors
 from hookline.api.failures import FailureResponses
 from hookline.api.limits import BodySizeLimit
 from hookline.api.ratelimit import RateLimiter
-from hookline.api.routes import dashboard, events, webhooks
+from hookline.api.routes import dashboard, endpoints, events, webhooks
 from hookline.config import Settings
 from hookline.crypto import load_box
 from hookline.delivery.worker import Worker
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     # Outermost of ours: whatever escapes the app is answered in JSON and not re-raised.
     app.add_middleware(FailureResponses)
     app.include_router(webhooks.router)
+    app.include_router(endpoints.router)
     app.include_router(events.router)
     app.include_router(dashboard.router)
 

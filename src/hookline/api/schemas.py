@@ -90,6 +90,7 @@ class LogItem(BaseModel):
     deliveryId: str
     deliveredAt: str | None
     createdAt: str
+    endpointId: str | None = Field(description="The endpoint it went to; null once deleted.")
 
 
 class Pagination(BaseModel):
@@ -127,6 +128,7 @@ class LogDetail(BaseModel):
     deliveryId: str
     deliveredAt: str | None
     createdAt: str
+    endpointId: str | None = Field(description="The endpoint it went to; null once deleted.")
     payload: str = Field(description="The exact request body, as sent on every attempt.")
     attempts: list[AttemptView]
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from hookline.api.deps import CurrentUser, PolicyDep, SenderDep, SettingsDep, StoreDep
+from hookline.api.endpoint_rules import could_be_id
 from hookline.api.errors import ApiError, ErrorBody
 from hookline.api.ratelimit import RateLimiterDep
 from hookline.api.schemas import (
@@ -34,7 +35,7 @@ from hookline.api.schemas import (
 from hookline.delivery.worker import attempt, decide, policy_for
 from hookline.events import TEST_EVENT
 from hookline.payload import delivery_body
-from hookline.store import EndpointRow, LogRow, NotFound, Status
+from hookline.store import EndpointRow, LogRow, NotFound, Status, Store
 from hookline.targets import TargetError, check_target, check_url
 from hookline.timeutil import iso, iso_millis, utcnow
 
@@ -46,6 +47,9 @@ AUTH_ERRORS: Responses = {
     401: {"model": ErrorBody, "description": "Missing, malformed, unknown or revoked token"},
 }
 NOT_FOUND: Responses = {404: {"model": ErrorBody, "description": "No webhook configuration"}}
+NO_ENDPOINT: Responses = {
+    404: {"model": ErrorBody, "description": "`endpointId` is not one of your endpoints"}
+}
 INVALID: Responses = {
     422: {"model": ErrorBody, "description": "Invalid input; `fields` names each problem"}
 }
@@ -201,10 +205,32 @@ def _log_fields(row: LogRow) -> dict[str, Any]:
         "deliveryId": row.delivery_id,
         "deliveredAt": iso(row.delivered_at),
         "createdAt": iso_millis(row.created_at),
+        "endpointId": row.endpoint_id,
     }
 
 
-@router.get("/logs", response_model=LogsResponse, responses={**AUTH_ERRORS, **INVALID})
+EndpointFilter = Annotated[
+    str | None,
+    Query(alias="endpointId", max_length=64, description="Only this endpoint's deliveries"),
+]
+
+
+async def _check_endpoint_filter(store: Store, user_id: str, endpoint_id: str | None) -> None:
+    """404 unless the filter names one of the user's endpoints."""
+    if endpoint_id is None:
+        return
+    if could_be_id(endpoint_id):
+        try:
+            await store.get_endpoint(user_id, endpoint_id)
+            return
+        except NotFound:
+            pass
+    raise ApiError(404, f"No endpoint with id {endpoint_id}")
+
+
+@router.get(
+    "/logs", response_model=LogsResponse, responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT}
+)
 async def list_logs(
     user: CurrentUser,
     store: StoreDep,
@@ -213,10 +239,14 @@ async def list_logs(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     event: Annotated[str | None, Query(max_length=100)] = None,
     success: bool | None = None,
+    endpoint_id: EndpointFilter = None,
 ) -> LogsResponse:
     """The delivery log, newest first. `statusCode` and `error` are the last attempt's."""
     _check_event_filter(event, settings.events)
-    rows, total = await store.logs_page(user.id, limit, offset, event, success)
+    await _check_endpoint_filter(store, user.id, endpoint_id)
+    rows, total = await store.logs_page(
+        user.id, limit, offset, event, success, endpoint_id=endpoint_id
+    )
     return LogsResponse(
         logs=[LogItem(**_log_fields(row), attempts=row.attempts) for row in rows],
         pagination=Pagination(
@@ -278,10 +308,15 @@ def _ratio(numerator: float, denominator: int) -> str:
     return "0.00" if denominator == 0 else f"{numerator / denominator:.2f}"
 
 
-@router.get("/stats", response_model=StatsResponse, responses=AUTH_ERRORS)
-async def stats(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> StatsResponse:
+@router.get(
+    "/stats", response_model=StatsResponse, responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT}
+)
+async def stats(
+    user: CurrentUser, store: StoreDep, settings: SettingsDep, endpoint_id: EndpointFilter = None
+) -> StatsResponse:
     """Finished deliveries: totals, success rate, average attempts, and by event."""
-    by_event, pending = await store.stats(user.id)
+    await _check_endpoint_filter(store, user.id, endpoint_id)
+    by_event, pending = await store.stats(user.id, endpoint_id)
     successful = sum(c.successful for c in by_event.values())
     failed = sum(c.failed for c in by_event.values())
     attempts = sum(c.attempts_sum for c in by_event.values())
@@ -317,19 +352,23 @@ WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
 @router.get(
     "/stats/timeseries",
     response_model=TimeseriesResponse,
-    responses={**AUTH_ERRORS, **INVALID},
+    responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT},
 )
 async def stats_timeseries(
-    user: CurrentUser, store: StoreDep, window: Literal["24h", "7d", "30d"] = "7d"
+    user: CurrentUser,
+    store: StoreDep,
+    window: Literal["24h", "7d", "30d"] = "7d",
+    endpoint_id: EndpointFilter = None,
 ) -> TimeseriesResponse:
     """Finished deliveries over time, successful against failed, in buckets fit to the window."""
+    await _check_endpoint_filter(store, user.id, endpoint_id)
     span, bucket = WINDOWS[window]
     bucket_s = int(bucket.total_seconds())
     now_s = int(utcnow().timestamp())
     end_s = (now_s // bucket_s + 1) * bucket_s
     count = int(span.total_seconds()) // bucket_s
     start = datetime.fromtimestamp(end_s - count * bucket_s, UTC)
-    counts = await store.timeseries(user.id, start, bucket)
+    counts = await store.timeseries(user.id, start, bucket, endpoint_id)
     return TimeseriesResponse(
         window=window,
         bucketSeconds=bucket_s,

@@ -1,0 +1,84 @@
+"""Request and response bodies of /api/webhooks/endpoints (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+
+MAX_DESCRIPTION_CHARS = 500
+MAX_RATE_LIMIT = 10_000
+
+RATE_LIMIT_DOC = "At most this many deliveries per second to this endpoint; null for no limit."
+
+
+class EndpointIn(BaseModel):
+    """A new endpoint: ``url`` is required; the rest default (enabled, every event, no
+    headers, no rate limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr = Field(max_length=2048, examples=["https://your-app.com/webhooks"])
+    description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    enabled: StrictBool | None = None
+    enabledEvents: list[StrictStr] | None = Field(default=None, max_length=1000)
+    headers: dict[StrictStr, StrictStr] | None = None
+    rateLimit: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_RATE_LIMIT, description=RATE_LIMIT_DOC
+    )
+
+
+class EndpointPatch(BaseModel):
+    """Change the fields present; ``rateLimit: null`` removes the limit. Other fields may not
+    be null."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: StrictStr | None = Field(default=None, max_length=2048)
+    description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
+    enabled: StrictBool | None = None
+    enabledEvents: list[StrictStr] | None = Field(default=None, max_length=1000)
+    headers: dict[StrictStr, StrictStr] | None = None
+    rateLimit: StrictInt | None = Field(
+        default=None, ge=1, le=MAX_RATE_LIMIT, description=RATE_LIMIT_DOC
+    )
+
+    @field_validator("url", "description", "enabled", "enabledEvents", "headers", mode="before")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields the body carries: an omitted field keeps its value, a null is
+        # a mistake (only rateLimit has a "none" to go back to).
+        if value is None:
+            raise ValueError("must not be null; leave the field out to keep its value")
+        return value
+
+
+class EndpointView(BaseModel):
+    """An endpoint as the API shows it; never its secret."""
+
+    id: str
+    url: str
+    description: str
+    enabled: bool
+    enabledEvents: list[str]
+    headers: dict[str, str]
+    rateLimit: int | None
+    primary: bool = Field(description="The guide's webhook: /api/webhooks/config manages this one.")
+    createdAt: str
+    updatedAt: str
+
+
+class EndpointsResponse(BaseModel):
+    success: Literal[True] = True
+    endpoints: list[EndpointView]
+
+
+class EndpointResponse(BaseModel):
+    success: Literal[True] = True
+    endpoint: EndpointView
+
+
+class CreatedEndpointResponse(BaseModel):
+    success: Literal[True] = True
+    endpoint: EndpointView
+    secret: str = Field(description="The signing secret, shown only in this response.")
