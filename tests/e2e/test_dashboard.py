@@ -261,14 +261,16 @@ def test_a_user_manages_their_webhook(
     expect(page.get_by_label("Endpoint URL")).to_have_value(receiver.url)
     expect(page.get_by_text(new_secret)).to_have_count(0)
 
-    # 8) Delete the configuration: confirm first; then the empty state says what to do.
-    page.get_by_role("button", name="Delete webhook").click()
-    expect(page.get_by_text("Delete this webhook configuration?")).to_be_visible()
+    # 8) Delete the endpoint: confirm first (the question names it); then the empty state says
+    #    what to do. The dashboard manages several endpoints now, so the button and the question
+    #    say "endpoint", and the outcome shows under the list rather than next to Save.
+    page.get_by_role("button", name="Delete endpoint").click()
+    expect(page.get_by_text(f"Delete the endpoint {receiver.url}?")).to_be_visible()
     shot(page, artifacts, "13-delete-confirm")
     page.get_by_role("button", name="Yes, delete").click()
     expect(page.get_by_test_id("empty-config")).to_contain_text("No webhook yet: add a URL")
-    expect(page.get_by_test_id("config-status")).to_have_text(
-        "Webhook configuration deleted successfully"
+    expect(page.get_by_test_id("endpoints-status")).to_have_text(
+        f"Deleted the endpoint {receiver.url}. Its delivery log stays."
     )
     expect(page.get_by_label("Endpoint URL")).to_have_value("")
     expect(page.get_by_role("button", name="Send test webhook")).to_be_hidden()

@@ -16,15 +16,18 @@
   const state = {
     token: null,
     session: 0, // bumped on sign-in / sign-out / 401 so stale responses are ignored
-    configured: false,
-    config: null,
     availableEvents: [],
+    endpoints: [], // the user's endpoints, the primary first
+    endpointsLoaded: false,
+    selectedId: null, // the endpoint the form shows; null: a new one
+    returnId: null, // where "Cancel" on a new endpoint goes back to
+    view: { endpointId: '', optionsKey: '' }, // whose deliveries stats, chart and log show
     knownEvents: new Set(), // events seen in stats/logs, for the filter
     logs: { offset: 0, event: '', success: '', total: 0, key: '', inflight: 0 },
     stats: { key: '', inflight: 0 },
     chart: { window: '7d', data: null, key: '' },
     detail: { id: null, status: null, key: '', returnId: null },
-    gen: { logs: 0, stats: 0, chart: 0, detail: 0, config: 0 },
+    gen: { logs: 0, stats: 0, chart: 0, detail: 0, endpoints: 0 },
     errors: new Map(),
     errorsText: '',
     timer: null,
@@ -182,11 +185,10 @@
   /* ---------------------------------------------------------------- errors */
 
   const ERROR_PREFIX = {
-    config: 'Could not load the webhook configuration',
-    save: 'Could not save the configuration',
+    endpoints: 'Could not load your endpoints',
     test: 'Could not send a test webhook',
     regenerate: 'Could not regenerate the secret',
-    delete: 'Could not delete the configuration',
+    delete: 'Could not delete the endpoint',
     logs: 'Could not load the delivery log',
     stats: 'Could not load statistics',
     chart: 'Could not load the chart',
@@ -268,9 +270,10 @@
     show($('signin-view'), false);
     show($('dashboard-view'), true);
     show($('session-actions'), true);
-    applyConfig(r.data, true);
+    if (Array.isArray(r.data.availableEvents)) state.availableEvents = r.data.availableEvents.slice();
+    renderEventFilter();
     focusEl($('dashboard-title'));
-    refreshData({ logs: true, stats: true, chart: true });
+    refreshData({ endpoints: true, logs: true, stats: true, chart: true });
     startTimer();
   }
 
@@ -294,9 +297,12 @@
   }
 
   function resetDashboard() {
-    state.configured = false;
-    state.config = null;
     state.availableEvents = [];
+    state.endpoints = [];
+    state.endpointsLoaded = false;
+    state.selectedId = null;
+    state.returnId = null;
+    state.view = { endpointId: '', optionsKey: '' };
     state.knownEvents = new Set();
     state.logs = { offset: 0, event: '', success: '', total: 0, key: '', inflight: 0 };
     state.stats = { key: '', inflight: 0 };
@@ -305,17 +311,29 @@
     clearAllErrors();
 
     $('config-url').value = '';
+    $('config-description').value = '';
     $('config-enabled').checked = true;
+    $('config-rate-limit').value = '';
     $('event-list').replaceChildren();
+    $('header-rows').replaceChildren();
+    numberHeaderRows();
     clearFieldErrors();
     setStatus($('config-status'), '');
     setStatus($('test-result'), '');
+    setStatus($('endpoints-status'), '');
     setText($('config-meta'), '');
     hideSecret();
     closeConfirm('regenerate');
     closeConfirm('delete');
     show($('empty-config'), false);
     show($('config-actions'), false);
+    show($('editor'), false);
+    show($('endpoint-add'), false);
+    show($('endpoint-list-wrap'), false);
+    show($('primary-hint'), false);
+    $('endpoint-rows').replaceChildren();
+    $('view-endpoint').replaceChildren(h('option', { value: '' }, 'All endpoints'));
+    show($('view-bar'), false);
 
     for (const id of ['stats-total', 'stats-successful', 'stats-failed', 'stats-pending',
       'stats-success-rate', 'stats-average-attempts']) setText($(id), '–');
@@ -343,7 +361,7 @@
     setText($('last-updated'), '');
   }
 
-  /* ----------------------------------------------------------- config */
+  /* -------------------------------------------------------- endpoints */
 
   function setStatus(el, text, kind) {
     setText(el, text);
@@ -351,49 +369,249 @@
     el.classList.toggle('bad', kind === 'bad');
   }
 
-  async function loadConfig() {
-    const gen = ++state.gen.config;
+  const endpointPath = (id) => `${API}/endpoints/${encodeURIComponent(id)}`;
+
+  function endpointById(id) {
+    return state.endpoints.find((ep) => ep.id === id) || null;
+  }
+
+  function selectedEndpoint() {
+    return state.selectedId ? endpointById(state.selectedId) : null;
+  }
+
+  /** Short name for tables: the description, else the URL. */
+  function endpointName(ep) {
+    return ep.description ? ep.description : ep.url;
+  }
+
+  /** Unambiguous name for buttons and menus: the description and the URL. */
+  function endpointLabel(ep) {
+    return ep.description ? `${ep.description} (${ep.url})` : ep.url;
+  }
+
+  function defaultEndpointId() {
+    const ep = state.endpoints.find((e) => e.primary) || state.endpoints[0];
+    return ep ? ep.id : null;
+  }
+
+  async function loadEndpoints(fill) {
+    const gen = ++state.gen.endpoints;
     try {
-      const d = await api('GET', `${API}/config`);
-      if (gen !== state.gen.config) return;
-      clearError('config');
-      applyConfig(d, true);
+      const d = await api('GET', `${API}/endpoints`);
+      if (gen !== state.gen.endpoints) return;
+      clearError('endpoints');
+      applyEndpoints(Array.isArray(d.endpoints) ? d.endpoints : [], fill);
     } catch (err) {
-      if (gen === state.gen.config) reportError('config', err);
+      if (gen === state.gen.endpoints) reportError('endpoints', err);
     }
   }
 
-  /** Render config + availableEvents. fillForm=false keeps what the user typed. */
-  function applyConfig(data, fillForm) {
-    state.configured = !!data.configured && !!data.config;
-    state.config = state.configured ? data.config : null;
-    if (Array.isArray(data.availableEvents)) state.availableEvents = data.availableEvents.slice();
-    const cfg = state.config;
+  /** Take a fresh list from the server. fill=true (re)fills the form from the selected
+   * endpoint (choosing the primary one if none is); otherwise what the user typed stays. */
+  function applyEndpoints(list, fill) {
+    state.endpoints = list;
+    state.endpointsLoaded = true;
+    const gone = state.selectedId !== null && !endpointById(state.selectedId);
+    if (gone || (fill && state.selectedId === null)) {
+      state.selectedId = defaultEndpointId();
+      if (gone) hideSecret();
+      fill = true;
+    }
+    renderEndpoints();
+    if (fill) fillForm();
+    else renderEditorChrome();
+  }
 
-    show($('empty-config'), !state.configured);
-    show($('config-actions'), state.configured);
-    if (!state.configured) {
+  /** Replace one endpoint in the list with the server's answer. */
+  function putEndpoint(ep) {
+    const i = state.endpoints.findIndex((e) => e.id === ep.id);
+    if (i >= 0) state.endpoints[i] = ep;
+    else state.endpoints.push(ep);
+  }
+
+  function renderEndpoints() {
+    const n = state.endpoints.length;
+    show($('empty-config'), state.endpointsLoaded && n === 0);
+    show($('endpoint-list-wrap'), n > 0);
+    show($('primary-hint'), n > 1 && state.endpoints.some((ep) => ep.primary));
+    renderEndpointRows();
+    renderViewFilter();
+  }
+
+  function eventsSummary(ep) {
+    const chosen = Array.isArray(ep.enabledEvents) ? ep.enabledEvents : [];
+    const all = state.availableEvents;
+    if (all.length && all.every((e) => chosen.includes(e))) return 'All events';
+    if (!chosen.length) return 'No events';
+    if (chosen.length === 1) return chosen[0];
+    return `${chosen.length} of ${all.length} events`;
+  }
+
+  function endpointExtras(ep) {
+    const parts = [];
+    const headerCount = Object.keys(ep.headers || {}).length;
+    if (headerCount) parts.push(plural(headerCount, 'header', 'headers'));
+    if (ep.rateLimit !== null && ep.rateLimit !== undefined) parts.push(`at most ${ep.rateLimit}/s`);
+    return parts.join(' · ');
+  }
+
+  function renderEndpointRows() {
+    const body = $('endpoint-rows');
+    // keep keyboard focus on the same button of the same row across the re-render
+    const active = document.activeElement;
+    const focused = active && body.contains(active) && active.dataset.action
+      ? { id: active.closest('tr').dataset.id, action: active.dataset.action } : null;
+
+    const rows = state.endpoints.map((ep) => {
+      const isSelected = ep.id === state.selectedId;
+      const hiddenName = h('span', { class: 'visually-hidden' }, ` ${endpointLabel(ep)}`);
+      const extras = endpointExtras(ep);
+      return h('tr', {
+        'data-testid': 'endpoint-row', 'data-id': ep.id, class: isSelected ? 'selected' : null,
+      },
+      h('td', { class: 'endpoint-cell' },
+        h('code', { class: 'endpoint-url', 'data-testid': 'endpoint-url' }, ep.url),
+        ep.description ? h('span', { class: 'endpoint-description', 'data-testid': 'endpoint-description' }, ep.description) : null,
+        h('span', { class: 'endpoint-badges' },
+          ep.primary ? h('span', { class: 'badge primary', 'data-testid': 'endpoint-primary' }, 'Primary') : null,
+          isSelected ? h('span', { class: 'badge editing' }, 'Shown below') : null)),
+      h('td', null, ep.enabled
+        ? h('span', { class: 'badge ok', 'data-testid': 'endpoint-state' }, 'Enabled')
+        : h('span', { class: 'badge off', 'data-testid': 'endpoint-state' }, 'Disabled')),
+      h('td', { class: 'opt small' }, eventsSummary(ep), extras ? h('span', { class: 'muted endpoint-extras' }, extras) : null),
+      h('td', { class: 'endpoint-actions' },
+        h('button', {
+          type: 'button', 'data-action': 'manage', 'data-testid': 'endpoint-manage',
+          'aria-controls': 'editor',
+        }, 'Manage', hiddenName.cloneNode(true)),
+        h('button', {
+          type: 'button', 'data-action': 'toggle', 'data-testid': 'endpoint-toggle',
+        }, ep.enabled ? 'Disable' : 'Enable', hiddenName)));
+    });
+    body.replaceChildren(...rows);
+
+    if (focused) {
+      const row = body.querySelector(`tr[data-id="${CSS.escape(focused.id)}"]`);
+      const again = row && row.querySelector(`[data-action="${focused.action}"]`);
+      if (again) again.focus();
+      else focusEl($('editor-title'));
+    }
+  }
+
+  function renderViewFilter() {
+    const select = $('view-endpoint');
+    const V = state.view;
+    if (V.endpointId && !endpointById(V.endpointId)) setView('');
+    const options = [['', 'All endpoints'], ...state.endpoints.map((ep) => [ep.id,
+      endpointLabel(ep) + (ep.primary ? ' – primary' : '') + (ep.enabled ? '' : ' – disabled')])];
+    const key = JSON.stringify(options);
+    if (key !== V.optionsKey) {
+      V.optionsKey = key;
+      select.replaceChildren(...options.map(([value, label]) => h('option', { value }, label)));
+    }
+    select.value = V.endpointId;
+    // one endpoint: "all" and "that one" are the same view, so the choice would only be noise
+    show($('view-bar'), state.endpoints.length > 1 || V.endpointId !== '');
+  }
+
+  /** Show deliveries to one endpoint ('' = all) in the statistics, the chart and the log. */
+  function setView(endpointId) {
+    const V = state.view;
+    if (V.endpointId === endpointId) return;
+    V.endpointId = endpointId;
+    $('view-endpoint').value = endpointId;
+    state.logs.offset = 0;
+    state.logs.key = '';
+    state.stats.key = '';
+    state.chart.key = '';
+    refreshData({ logs: true, stats: true, chart: true, detail: false });
+  }
+
+  /** The endpoint query parameter for the log, statistics and chart requests. */
+  function viewParam(first) {
+    const id = state.view.endpointId;
+    return id ? `${first ? '?' : '&'}endpointId=${encodeURIComponent(id)}` : '';
+  }
+
+  /** A view request failed; a 404 means the chosen endpoint is gone, so refresh the list
+   * (which goes back to all endpoints) instead of showing an error. */
+  function viewFailed(source, err) {
+    if (err instanceof ApiError && err.status === 404 && state.view.endpointId) {
+      loadEndpoints(false);
+      return;
+    }
+    reportError(source, err);
+  }
+
+  /* ------------------------------------------------------------ editor */
+
+  function selectEndpoint(id, focusTarget) {
+    state.selectedId = id;
+    state.returnId = null;
+    hideSecret();
+    closeConfirm('regenerate');
+    closeConfirm('delete');
+    setStatus($('config-status'), '');
+    setStatus($('test-result'), '');
+    setStatus($('endpoints-status'), '');
+    renderEndpointRows();
+    fillForm();
+    if (focusTarget) focusEl(focusTarget);
+  }
+
+  function startNewEndpoint() {
+    const from = state.selectedId;
+    selectEndpoint(null, null);
+    state.returnId = from;
+    renderEditorChrome();
+    focusEl($('config-url'));
+  }
+
+  function cancelNewEndpoint() {
+    const back = state.returnId && endpointById(state.returnId) ? state.returnId : defaultEndpointId();
+    selectEndpoint(back, $('editor-title'));
+  }
+
+  /** Put the selected endpoint (or a blank new one) into the form. */
+  function fillForm() {
+    const ep = selectedEndpoint();
+    clearFieldErrors();
+    $('config-url').value = ep ? ep.url || '' : '';
+    $('config-description').value = ep ? ep.description || '' : '';
+    $('config-enabled').checked = ep ? !!ep.enabled : true;
+    // a new endpoint starts with every event, like the API's default
+    renderEventCheckboxes(ep ? ep.enabledEvents || [] : state.availableEvents);
+    renderHeaderRows(ep ? Object.entries(ep.headers || {}) : []);
+    $('config-rate-limit').value = ep && ep.rateLimit !== null && ep.rateLimit !== undefined ? String(ep.rateLimit) : '';
+    renderEditorChrome();
+  }
+
+  /** Everything around the form that depends on which endpoint it shows. */
+  function renderEditorChrome() {
+    const ep = selectedEndpoint();
+    const any = state.endpoints.length > 0;
+    show($('editor'), state.endpointsLoaded);
+    setText($('editor-title'), ep ? 'Edit endpoint' : (any ? 'New endpoint' : 'Your first endpoint'));
+    show($('endpoint-add'), any && !!ep);
+    show($('editor-cancel'), !ep && any);
+    show($('config-actions'), !!ep);
+    if (!ep) {
       closeConfirm('regenerate');
       closeConfirm('delete');
     }
 
     const meta = $('config-meta');
     meta.replaceChildren();
-    if (cfg) {
+    if (ep) {
       const parts = [];
-      if (cfg.createdAt) parts.push('Created ', timeEl(cfg.createdAt));
-      if (cfg.updatedAt) parts.push(parts.length ? ' · updated ' : 'Updated ', timeEl(cfg.updatedAt));
-      if (!cfg.enabled) parts.push(parts.length ? ' · ' : '', h('strong', null, 'Disabled'));
+      if (ep.primary) parts.push(h('span', { class: 'badge primary' }, 'Primary'), ' ');
+      if (ep.createdAt) parts.push('Created ', timeEl(ep.createdAt));
+      if (ep.updatedAt) parts.push(ep.createdAt ? ' · updated ' : 'Updated ', timeEl(ep.updatedAt));
+      if (!ep.enabled) parts.push(' · ', h('strong', null, 'Disabled'));
       meta.append(...parts);
+      setText($('delete-question'),
+        `Delete the endpoint ${endpointLabel(ep)}? No more events will be sent to it; its delivery log stays.`);
     }
-
-    if (fillForm) {
-      $('config-url').value = cfg ? cfg.url || '' : '';
-      $('config-enabled').checked = cfg ? !!cfg.enabled : true;
-      // a new webhook starts with every event, like the API's default
-      renderEventCheckboxes(cfg ? cfg.enabledEvents || [] : state.availableEvents);
-    }
-    renderEventFilter();
   }
 
   function renderEventCheckboxes(selected) {
@@ -420,19 +638,128 @@
       .filter((cb) => cb.checked).map((cb) => cb.value);
   }
 
+  /* ----------------------------------------------------------- headers */
+
+  let headerSeq = 0;
+
+  function renderHeaderRows(pairs) {
+    $('header-rows').replaceChildren();
+    for (const [name, value] of pairs) addHeaderRow(name, value);
+    numberHeaderRows();
+  }
+
+  function addHeaderRow(name, value) {
+    const n = ++headerSeq;
+    const row = h('div', { class: 'header-row', 'data-testid': 'header-row' },
+      h('label', { class: 'visually-hidden', for: `header-name-${n}`, 'data-role': 'name-label' }),
+      h('input', {
+        type: 'text', id: `header-name-${n}`, class: 'header-name', 'data-testid': 'header-name',
+        autocomplete: 'off', spellcheck: 'false', placeholder: 'X-Api-Key',
+      }),
+      h('label', { class: 'visually-hidden', for: `header-value-${n}`, 'data-role': 'value-label' }),
+      h('input', {
+        type: 'text', id: `header-value-${n}`, class: 'header-value', 'data-testid': 'header-value',
+        autocomplete: 'off', spellcheck: 'false',
+      }),
+      h('button', { type: 'button', class: 'link', 'data-testid': 'header-remove' }, 'Remove',
+        h('span', { class: 'visually-hidden', 'data-role': 'remove-suffix' })));
+    row.querySelector('.header-name').value = name || '';
+    row.querySelector('.header-value').value = value || '';
+    $('header-rows').append(row);
+    return row;
+  }
+
+  /** Labels say "Header 2 name" etc., so they stay right after a row is removed. */
+  function numberHeaderRows() {
+    const rows = [...$('header-rows').children];
+    rows.forEach((row, i) => {
+      setText(row.querySelector('[data-role="name-label"]'), `Header ${i + 1} name`);
+      setText(row.querySelector('[data-role="value-label"]'), `Header ${i + 1} value`);
+      setText(row.querySelector('[data-role="remove-suffix"]'), ` header ${i + 1}`);
+    });
+    show($('header-grid'), rows.length > 0);
+  }
+
+  function removeHeaderRow(row) {
+    const next = row.nextElementSibling || row.previousElementSibling;
+    row.remove();
+    numberHeaderRows();
+    focusEl(next ? next.querySelector('.header-name') : $('header-add'));
+  }
+
+  /** The header rows as an object; rows left completely empty are ignored. */
+  function collectHeaders() {
+    const headers = {};
+    for (const row of $('header-rows').children) {
+      const name = row.querySelector('.header-name').value.trim();
+      const value = row.querySelector('.header-value').value.trim();
+      if (!name && !value) continue;
+      headers[name] = value; // an empty name is sent as is, and the API says what is wrong
+    }
+    return headers;
+  }
+
+  /** '' means no limit; anything that is not a whole number goes to the API to be judged. */
+  function rateLimitValue() {
+    const raw = $('config-rate-limit').value.trim();
+    if (!raw) return null;
+    return /^\d+$/.test(raw) ? Number(raw) : raw;
+  }
+
+  /* -------------------------------------------------------- saving */
+
   const FIELD_INPUT = {
     url: () => $('config-url'),
+    description: () => $('config-description'),
     enabled: () => $('config-enabled'),
     enabledEvents: () => $('event-list').querySelector('input') || $('event-list'),
+    rateLimit: () => $('config-rate-limit'),
   };
 
   function clearFieldErrors() {
     for (const f of Object.keys(FIELD_INPUT)) {
       setText($(`field-error-${f}`), '');
+      FIELD_INPUT[f]().removeAttribute('aria-invalid');
     }
-    $('config-url').removeAttribute('aria-invalid');
-    $('config-enabled').removeAttribute('aria-invalid');
+    $('field-error-headers').replaceChildren();
+    for (const input of $('header-rows').querySelectorAll('input')) input.removeAttribute('aria-invalid');
+    $('form-error').replaceChildren();
     document.querySelector('fieldset.events').classList.remove('invalid');
+    $('headers-fieldset').classList.remove('invalid');
+  }
+
+  /** Put each of the API's field messages next to its field; the rest next to the form. */
+  function showFieldErrors(fields) {
+    let first = null;
+    const headerLines = [];
+    const other = [];
+    for (const [field, raw] of Object.entries(fields)) {
+      const message = String(raw);
+      if (field === 'headers' || field.startsWith('headers.')) {
+        const name = field.slice('headers.'.length);
+        headerLines.push(field === 'headers' ? message : `${name || '(empty name)'}: ${message}`);
+        const row = [...$('header-rows').children]
+          .find((r) => r.querySelector('.header-name').value.trim() === name);
+        const input = row ? row.querySelector('.header-name') : null;
+        if (input) input.setAttribute('aria-invalid', 'true');
+        if (!first) first = input || $('header-rows').querySelector('input') || $('header-add');
+        continue;
+      }
+      if (!FIELD_INPUT[field]) {
+        other.push(`${field}: ${message}`);
+        continue;
+      }
+      setText($(`field-error-${field}`), message);
+      if (field === 'enabledEvents') document.querySelector('fieldset.events').classList.add('invalid');
+      else FIELD_INPUT[field]().setAttribute('aria-invalid', 'true');
+      if (!first) first = FIELD_INPUT[field]();
+    }
+    if (headerLines.length) {
+      $('field-error-headers').replaceChildren(...headerLines.map((line) => h('p', null, line)));
+      $('headers-fieldset').classList.add('invalid');
+    }
+    if (other.length) $('form-error').replaceChildren(...other.map((line) => h('p', null, line)));
+    return first;
   }
 
   async function saveConfig(ev) {
@@ -442,54 +769,67 @@
     clearFieldErrors();
     setStatus($('config-status'), 'Saving…');
     btn.disabled = true;
-    const wasConfigured = state.configured;
+    const editing = selectedEndpoint();
     const body = {
       url: $('config-url').value.trim(),
+      description: $('config-description').value.trim(),
       enabled: $('config-enabled').checked,
       enabledEvents: selectedEvents(),
+      headers: collectHeaders(),
+      rateLimit: rateLimitValue(),
     };
     try {
-      const d = await api('POST', `${API}/config`, body);
-      clearError('save');
-      setStatus($('config-status'), d.message || 'Webhook configuration saved successfully', 'ok');
-      const cfg = d.config || {};
-      if (cfg.secret) {
-        showSecret(cfg.secret, null, wasConfigured ? 'Configuration saved. Your signing secret:' :
-          'Webhook created. This is your signing secret:', !wasConfigured);
+      if (editing) {
+        const d = await api('PATCH', endpointPath(editing.id), body);
+        putEndpoint(d.endpoint);
+        renderEndpoints();
+        if (state.selectedId === editing.id) fillForm();
+        setStatus($('config-status'), 'Webhook configuration saved successfully', 'ok');
+      } else {
+        const first = state.endpoints.length === 0;
+        const d = await api('POST', `${API}/endpoints`, body);
+        putEndpoint(d.endpoint);
+        selectEndpoint(d.endpoint.id, null);
+        renderEndpoints();
+        setStatus($('config-status'), 'Webhook configuration saved successfully', 'ok');
+        showSecret(d.secret, null, first ? 'Webhook created. This is your signing secret:'
+          : 'Endpoint created. This is its signing secret:', d.endpoint, true);
       }
-      // Reflect the saved state right away, then fetch timestamps from the server.
-      applyConfig({
-        configured: true,
-        config: { ...(state.config || {}), ...cfg, secret: undefined },
-        availableEvents: state.availableEvents,
-      }, false);
-      loadConfig();
     } catch (err) {
       if (err instanceof ApiError && err.silent) return;
       if (err instanceof ApiError && err.status === 422 && err.fields) {
-        let first = null;
-        const unknown = [];
-        for (const [field, message] of Object.entries(err.fields)) {
-          const target = $(`field-error-${field}`);
-          if (!target || !FIELD_INPUT[field]) {
-            unknown.push(`${field}: ${message}`);
-            continue;
-          }
-          setText(target, String(message));
-          if (field === 'enabledEvents') document.querySelector('fieldset.events').classList.add('invalid');
-          else FIELD_INPUT[field]().setAttribute('aria-invalid', 'true');
-          if (!first) first = FIELD_INPUT[field]();
-        }
+        const first = showFieldErrors(err.fields);
         setStatus($('config-status'), `Not saved: ${err.message}`, 'bad');
-        if (unknown.length) reportError('save', new Error(`${err.message} (${unknown.join('; ')})`));
-        else clearError('save');
         if (first) focusEl(first);
       } else {
-        setStatus($('config-status'), 'Not saved.', 'bad');
-        reportError('save', err);
+        setStatus($('config-status'), `Not saved: ${err.message}`, 'bad');
+        if (err.status === 404) loadEndpoints(false);
       }
     } finally {
       btn.disabled = false;
+    }
+  }
+
+  async function toggleEndpoint(id) {
+    const ep = endpointById(id);
+    if (!ep) return;
+    const enabled = !ep.enabled;
+    const status = $('endpoints-status');
+    try {
+      const d = await api('PATCH', endpointPath(id), { enabled });
+      putEndpoint(d.endpoint);
+      renderEndpoints();
+      if (state.selectedId === id) {
+        $('config-enabled').checked = !!d.endpoint.enabled;
+        renderEditorChrome();
+      }
+      setStatus(status, enabled
+        ? `Enabled ${endpointLabel(d.endpoint)}: events are sent to it again.`
+        : `Disabled ${endpointLabel(d.endpoint)}: no events are sent to it until you enable it.`, 'ok');
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      setStatus(status, `Could not ${enabled ? 'enable' : 'disable'} ${endpointLabel(ep)}: ${err.message}`, 'bad');
+      if (err.status === 404) loadEndpoints(false);
     }
   }
 
@@ -510,9 +850,11 @@
     ];
   }
 
-  function showSecret(secret, oldSecretNote, message, moveFocus) {
+  function showSecret(secret, oldSecretNote, message, endpoint, moveFocus) {
     setText($('new-secret'), secret);
     setText($('secret-message'), message || '');
+    $('secret-for').replaceChildren('For ', h('code', null, endpoint.url),
+      endpoint.description ? ` (${endpoint.description})` : '');
     setStatus($('copy-status'), '');
     const old = $('secret-old-until');
     old.replaceChildren();
@@ -529,6 +871,7 @@
   function hideSecret() {
     setText($('new-secret'), '');
     setText($('secret-message'), '');
+    $('secret-for').replaceChildren();
     setStatus($('copy-status'), '');
     $('secret-old-until').replaceChildren();
     show($('secret-old-until'), false);
@@ -576,11 +919,12 @@
 
   async function testSend() {
     const btn = $('test-send');
-    if (btn.getAttribute('aria-busy') === 'true') return;
+    const ep = selectedEndpoint();
+    if (!ep || btn.getAttribute('aria-busy') === 'true') return;
     btn.setAttribute('aria-busy', 'true');
     setStatus($('test-result'), 'Sending test webhook…');
     try {
-      const d = await api('POST', `${API}/test`);
+      const d = await api('POST', `${endpointPath(ep.id)}/test`);
       clearError('test');
       const code = d.statusCode === null || d.statusCode === undefined ? null : d.statusCode;
       let text;
@@ -591,6 +935,7 @@
         if (d.details) text += `: ${d.details}`;
         text += code !== null ? ` (HTTP ${code}).` : ' (no HTTP response).';
       }
+      if (state.selectedId !== ep.id) return; // the user moved on to another endpoint
       const result = $('test-result');
       setStatus(result, text, d.success ? 'ok' : 'bad');
       if (d.deliveryId) {
@@ -602,7 +947,7 @@
       if (err instanceof ApiError && err.silent) return;
       setStatus($('test-result'), 'Test webhook not sent.', 'bad');
       reportError('test', err);
-      if (err.status === 404) loadConfig();
+      if (err.status === 404) loadEndpoints(false);
     } finally {
       btn.removeAttribute('aria-busy');
     }
@@ -627,40 +972,45 @@
 
   async function regenerate() {
     closeConfirm('regenerate');
+    const ep = selectedEndpoint();
+    if (!ep) return;
     const btn = $('regenerate');
     btn.disabled = true;
     try {
-      const d = await api('POST', `${API}/regenerate-secret`);
+      const d = await api('POST', `${endpointPath(ep.id)}/regenerate-secret`);
       clearError('regenerate');
+      if (state.selectedId !== ep.id) selectEndpoint(ep.id, null);
       showSecret(d.secret, rotationNote(d.previousSecretExpiresAt),
-        d.message || 'Webhook secret regenerated successfully', true);
+        d.message || 'Webhook secret regenerated successfully', ep, true);
     } catch (err) {
       if (err instanceof ApiError && err.silent) return;
       reportError('regenerate', err);
-      if (err.status === 404) loadConfig();
+      if (err.status === 404) loadEndpoints(false);
     } finally {
       btn.disabled = false;
       if (document.activeElement === document.body && !btn.closest('[hidden]')) btn.focus();
     }
   }
 
-  async function deleteConfig() {
+  async function deleteEndpoint() {
     closeConfirm('delete');
+    const ep = selectedEndpoint();
+    if (!ep) return;
     const btn = $('delete-config');
     btn.disabled = true;
     try {
-      const d = await api('DELETE', `${API}/config`);
+      await api('DELETE', endpointPath(ep.id));
       clearError('delete');
-      hideSecret();
-      setStatus($('test-result'), '');
-      clearFieldErrors();
-      applyConfig({ configured: false, config: null, availableEvents: state.availableEvents }, true);
-      setStatus($('config-status'), d.message || 'Webhook configuration deleted successfully', 'ok');
+      state.endpoints = state.endpoints.filter((e) => e.id !== ep.id);
+      selectEndpoint(defaultEndpointId(), null);
+      renderEndpoints();
+      setStatus($('endpoints-status'),
+        `Deleted the endpoint ${endpointLabel(ep)}. Its delivery log stays.`, 'ok');
       focusEl($('config-title'));
     } catch (err) {
       if (err instanceof ApiError && err.silent) return;
       reportError('delete', err);
-      if (err.status === 404) loadConfig();
+      if (err.status === 404) loadEndpoints(false);
     } finally {
       btn.disabled = false;
       if (document.activeElement === document.body && !btn.closest('[hidden]')) btn.focus();
@@ -673,12 +1023,12 @@
     const gen = ++state.gen.stats;
     state.stats.inflight += 1;
     try {
-      const d = await api('GET', `${API}/stats`);
+      const d = await api('GET', `${API}/stats${viewParam(true)}`);
       if (gen !== state.gen.stats) return;
       clearError('stats');
       renderStats(d);
     } catch (err) {
-      if (gen === state.gen.stats) reportError('stats', err);
+      if (gen === state.gen.stats) viewFailed('stats', err);
     } finally {
       state.stats.inflight -= 1;
     }
@@ -740,7 +1090,7 @@
     const gen = ++state.gen.chart;
     const win = state.chart.window;
     try {
-      const d = await api('GET', `${API}/stats/timeseries?window=${encodeURIComponent(win)}`);
+      const d = await api('GET', `${API}/stats/timeseries?window=${encodeURIComponent(win)}${viewParam(false)}`);
       if (gen !== state.gen.chart) return;
       clearError('chart');
       const key = JSON.stringify(d);
@@ -749,7 +1099,7 @@
       state.chart.data = d;
       renderChart();
     } catch (err) {
-      if (gen === state.gen.chart) reportError('chart', err);
+      if (gen === state.gen.chart) viewFailed('chart', err);
     }
   }
 
@@ -920,6 +1270,7 @@
     const params = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(L.offset) });
     if (L.event) params.set('event', L.event);
     if (L.success) params.set('success', L.success);
+    if (state.view.endpointId) params.set('endpointId', state.view.endpointId);
     L.inflight += 1;
     try {
       const d = await api('GET', `${API}/logs?${params}`);
@@ -935,7 +1286,7 @@
       }
       renderLogs(d, logs);
     } catch (err) {
-      if (gen === state.gen.logs) reportError('logs', err);
+      if (gen === state.gen.logs) viewFailed('logs', err);
     } finally {
       L.inflight -= 1;
     }
@@ -955,9 +1306,16 @@
     return h('span', { class: 'badge bad' }, 'Failed');
   }
 
+  /** Which endpoint a delivery went to: its name today, else the URL it was sent to. */
+  function logEndpoint(log) {
+    const ep = log.endpointId ? endpointById(log.endpointId) : null;
+    return ep ? endpointName(ep) : log.url || '—';
+  }
+
   function renderLogs(d, logs) {
     const L = state.logs;
-    const key = JSON.stringify([L.offset, L.event, L.success, d]);
+    const names = state.endpoints.map((ep) => [ep.id, endpointName(ep)]);
+    const key = JSON.stringify([L.offset, L.event, L.success, state.view.endpointId, names, d]);
     if (key === L.key) return;
     L.key = key;
     const p = d.pagination || {};
@@ -979,20 +1337,23 @@
       h('td', null, timeEl(log.createdAt)),
       h('td', null, eventCode(log.event)),
       h('td', null, resultBadge(log)),
+      h('td', { class: 'opt endpoint-col' }, logEndpoint(log)),
       h('td', { class: 'opt' }, log.statusCode === null || log.statusCode === undefined ? '—' : String(log.statusCode)),
       h('td', { class: 'opt num' }, numText(log.attempts)));
       return tr;
     });
     body.replaceChildren(...rows);
 
-    const filtered = !!(L.event || L.success);
+    const filtered = !!(L.event || L.success || state.view.endpointId);
     const empty = $('empty-logs');
     if (!logs.length) {
       empty.replaceChildren(...(filtered
         ? [h('p', null, 'No deliveries match these filters.'),
-          h('p', null, 'Choose “All events” and “Any result” to see every delivery.')]
+          h('p', null, state.view.endpointId
+            ? 'Choose “All endpoints” above, “All events” and “Any result” to see every delivery.'
+            : 'Choose “All events” and “Any result” to see every delivery.')]
         : [h('p', null, 'No deliveries yet.'),
-          h('p', null, state.configured
+          h('p', null, state.endpoints.length
             ? 'Press “Send test webhook” or publish an event, then press Refresh.'
             : 'Save a webhook URL above, then press “Send test webhook” to see your first delivery here.')]));
     }
@@ -1139,8 +1500,9 @@
 
   /* ----------------------------------------------------------- refresh */
 
-  function refreshData({ logs, stats, chart, detail }) {
+  function refreshData({ endpoints, logs, stats, chart, detail }) {
     const jobs = [];
+    if (endpoints) jobs.push(loadEndpoints(!state.endpointsLoaded));
     if (logs) jobs.push(loadLogs());
     if (stats) jobs.push(loadStats());
     if (chart) jobs.push(loadChart());
@@ -1161,7 +1523,7 @@
     manualRefreshRunning = true;
     $('refresh').setAttribute('aria-busy', 'true');
     try {
-      await refreshData({ logs: true, stats: true, chart: true, detail: true });
+      await refreshData({ endpoints: true, logs: true, stats: true, chart: true, detail: true });
     } finally {
       manualRefreshRunning = false;
       $('refresh').removeAttribute('aria-busy');
@@ -1213,6 +1575,29 @@
     });
 
     $('config-form').addEventListener('submit', saveConfig);
+    $('endpoint-add').addEventListener('click', startNewEndpoint);
+    $('editor-cancel').addEventListener('click', cancelNewEndpoint);
+    $('endpoint-rows').addEventListener('click', (ev) => {
+      const btn = ev.target.closest('button[data-action]');
+      if (!btn || btn.disabled) return;
+      const id = btn.closest('tr').dataset.id;
+      if (btn.dataset.action === 'manage') {
+        // the endpoint already shown keeps what was typed (and a secret on display)
+        if (id === state.selectedId) focusEl($('editor-title'));
+        else selectEndpoint(id, $('editor-title'));
+      }
+      else if (btn.dataset.action === 'toggle') toggleEndpoint(id);
+    });
+    $('header-add').addEventListener('click', () => {
+      const row = addHeaderRow('', '');
+      numberHeaderRows();
+      focusEl(row.querySelector('.header-name'));
+    });
+    $('header-rows').addEventListener('click', (ev) => {
+      const btn = ev.target.closest('[data-testid="header-remove"]');
+      if (btn) removeHeaderRow(btn.closest('.header-row'));
+    });
+    $('view-endpoint').addEventListener('change', () => setView($('view-endpoint').value));
     $('copy-secret').addEventListener('click', copySecret);
     $('secret-hide').addEventListener('click', () => {
       hideSecret();
@@ -1224,7 +1609,7 @@
     $('regenerate-confirm').addEventListener('click', regenerate);
     $('delete-config').addEventListener('click', () => openConfirm('delete'));
     $('delete-cancel').addEventListener('click', () => closeConfirm('delete', true));
-    $('delete-confirm').addEventListener('click', deleteConfig);
+    $('delete-confirm').addEventListener('click', deleteEndpoint);
     for (const kind of ['regenerate', 'delete']) {
       $(`${kind}-box`).addEventListener('keydown', (ev) => {
         if (ev.key === 'Escape') {
