@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hookline.config import Settings
-from hookline.store import Store
+from hookline.store import EndpointFields, Store
 from hookline.store.db import create_engines
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -89,6 +89,24 @@ async def make_user(url: str, key: str, name: str, receiver_url: str) -> BenchUs
     finally:
         await store.close()
     return BenchUser(user.id, token, endpoint.id)
+
+
+def open_store(url: str, key: str) -> Store:
+    """A Store on ``url`` in this process (close it when done)."""
+    return Store(Settings(env="development", database_url=url, secret_keys=[key]))
+
+
+async def make_user_with_endpoints(
+    store: Store, name: str, urls: list[str], events: list[str], *, admin: bool = False
+) -> BenchUser:
+    """A user with one endpoint per URL, each subscribed to ``events`` (Store API, as the
+    endpoints API does); ``endpoint_id`` is the first (primary) one's."""
+    user, _, token = await store.create_user(name, is_admin=admin)
+    created = [
+        (await store.create_endpoint(user.id, EndpointFields(url=url, enabled_events=events)))[0]
+        for url in urls
+    ]
+    return BenchUser(user.id, token, created[0].id if created else "")
 
 
 def writer_engine(url: str) -> AsyncEngine:

@@ -1,5 +1,5 @@
-"""Publishers and probes: the Python API in batches, POST /api/events, a fixed offered load,
-and sequential GETs for query latency."""
+"""Publishers and probes: the Python API in batches, ``Store.publish`` one event a call, POST
+/api/events, a fixed offered load, and sequential GETs for query latency."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import hookline
 from bench.bare_client import EVENT, event_data
+from hookline.store import Store
 
 
 @dataclass
@@ -23,6 +25,7 @@ class Published:
     ended: float = 0.0
     cpu_s: float = 0.0  # CPU of this (publishing) process while publishing
     errors: int = 0
+    accepted: int = 0  # events accepted (each made len(delivery_ids) deliveries)
     sent_at: dict[str, float] = field(default_factory=dict)  # deliveryId -> epoch seconds
     returned_at: dict[str, float] = field(default_factory=dict)  # when publish returned
 
@@ -48,6 +51,7 @@ async def publish_python_batches(
         for lo in batches:
             events = [(user_id, EVENT, event_data(i)) for i in range(lo, min(n, lo + batch))]
             for result in await hookline.publish_many(engine, events):
+                out.accepted += 1
                 for delivery_id in result.delivery_ids:
                     out.sent_at[delivery_id] = out.started
 
@@ -77,6 +81,7 @@ async def _post_event(
                 out.errors += 1
                 return
             returned = time.time()
+            out.accepted += 1
             for delivery_id in payload["deliveryIds"]:
                 out.sent_at[delivery_id] = sent
                 out.returned_at[delivery_id] = returned
@@ -164,11 +169,41 @@ async def offered_load_python(
             out.errors += 1
             return
         returned = time.time()
+        out.accepted += 1
         for delivery_id in result.delivery_ids:
             out.sent_at[delivery_id] = sent
             out.returned_at[delivery_id] = returned
 
     await _open_loop(out, n, rate, one)
+    return out
+
+
+async def publish_store(store: Store, user_id: str, n: int, concurrency: int) -> Published:
+    """``Store.publish`` n times, one event a call, ``concurrency`` calls at a time (on SQLite
+    they queue for the store's one write thread)."""
+    out = Published()
+    numbers = iter(range(n))
+
+    async def lane() -> None:
+        for i in numbers:
+            sent = time.time()
+            try:
+                result = await store.publish(user_id, EVENT, event_data(i))
+            except Exception:
+                out.errors += 1
+                continue
+            if not result.delivery_ids:
+                out.errors += 1
+                continue
+            out.accepted += 1
+            for delivery_id in result.delivery_ids:
+                out.sent_at[delivery_id] = sent
+
+    cpu0 = time.process_time()
+    out.started = time.time()
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    out.ended = time.time()
+    out.cpu_s = time.process_time() - cpu0
     return out
 
 
@@ -197,9 +232,11 @@ async def get_latencies(
     return latencies, bad
 
 
-async def receiver_count(receiver: str) -> dict[str, int]:
+async def receiver_count(receiver: str) -> dict[str, Any]:
+    """Requests, unique deliveryIds, duplicates, bytes, requests by path, first and last
+    arrival (epoch seconds) since the last reset."""
     async with aiohttp.ClientSession() as session, session.get(receiver + "/_bench/count") as r:
-        data: dict[str, int] = await r.json()
+        data: dict[str, Any] = await r.json()
         return data
 
 

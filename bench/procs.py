@@ -25,6 +25,12 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROFILER = "py-spy-"
 
 
+def log(message: str) -> None:
+    """A progress line on stderr, stamped with the time."""
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

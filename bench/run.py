@@ -7,7 +7,10 @@
 3. hookline end to end on SQLite, PostgreSQL with 1 worker and with 2 workers: throughput
    (Python API in batches, and POST /api/events), latency at a fixed offered load, CPU and
    peak RSS of the hookline processes;
-4. scale: draining 10,000 against 1,000,000 pending deliveries, logs and stats for a user with
+4. fan-out (``bench.fanout``): publishing one event to 10 endpoints of one user against
+   publishing to one (``Store.publish`` and POST /api/events), and draining the deliveries
+   either makes;
+5. scale: draining 10,000 against 1,000,000 pending deliveries, logs and stats for a user with
    1,000,000 deliveries, worker RSS with a 1,000,000 backlog.
 
 It prints one table and writes ``bench/results/latest.json``. ``--smoke`` runs a tiny version.
@@ -31,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ import aiohttp
 import sqlalchemy
 
 from bench import db, load, seed
+from bench.fanout import APIS, run_fanout
 from bench.procs import (
     HOOKLINE,
     PROFILER,
@@ -46,6 +51,7 @@ from bench.procs import (
     Proc,
     Procs,
     free_port,
+    log,
     machine_cpu_seconds,
     wait_http,
     wait_log,
@@ -80,7 +86,12 @@ class Plan:
     backlog_large_min_s: float = 30.0  # the big backlog's worker runs at least this long
     query_count: int = 200
     query_budget_s: float = 5.0
+    fanout_endpoints: int = 10
+    fanout_events: int = 1_000  # events to the K endpoints; to 1 endpoint, K times as many
+    fanout_http_events: int = 1_000  # POST /api/events, to 1 endpoint and to K
+    fanout_warmup: int = 100  # events published (and delivered) before the timed ones
     configs: tuple[str, ...] = CONFIGS
+    fanout_backends: tuple[str, ...] = ("postgres", "sqlite")
     scale_backends: tuple[str, ...] = ("postgres", "sqlite")
     drain_timeout_s: float = 120.0
 
@@ -102,7 +113,11 @@ SMOKE = Plan(
     backlog_large_min_s=0.0,
     query_count=10,
     query_budget_s=1.0,
+    fanout_events=20,
+    fanout_http_events=30,
+    fanout_warmup=10,
     configs=("sqlite",),
+    fanout_backends=("sqlite",),
     scale_backends=("sqlite",),
     drain_timeout_s=30.0,
 )
@@ -154,11 +169,6 @@ class Bench:
 
 def name_is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
-
-
-def log(message: str) -> None:
-    stamp = time.strftime("%H:%M:%S")
-    print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
 
 
 # --- the limit ------------------------------------------------------------------------------
@@ -644,6 +654,17 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         for kind in ("http_api", "python_api"):
             p99 = _num(config[f"latency_{kind}"].get("p99_ms"))
             add(f"latency p99 {name} ({kind})", p99, "ms", "<= 25", p99 <= 25)
+    for backend, fan in results["fanout"].items():
+        if "error" in fan:
+            continue
+        for label in ("drain_single", "drain_fanout", "drain_http"):
+            fan[label]["ratio_to_bare"] = round(_num(fan[label]["rate"]) / limit, 3)
+        k = fan["endpoints"]
+        for api in APIS:
+            ratio = _num(fan[api]["compare"]["cost_ratio"])
+            # "Far less than k single publishes": read as at most 3 (chosen before any run).
+            what = f"publish cost, {k} endpoints / 1 ({backend}, {api})"
+            add(what, ratio, "x", "<= 3", ratio <= 3)
     for backend, scale in results["scale"].items():
         if "error" in scale:
             continue
@@ -666,6 +687,53 @@ def _fmt(value: Any, digits: int = 1) -> str:
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _fanout_rows(
+    backend: str, fan: dict[str, Any], verdict: Callable[[str], tuple[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    if "error" in fan:
+        return [(f"fanout {backend}", "error", "", fan["error"][:60])]
+    rows = []
+    k = fan["endpoints"]
+    for api in APIS:
+        name = "Store.publish" if api == "store_publish" else "POST /api/events"
+        for n in ("1", str(k)):
+            pub = fan[api][n]
+            cpu = pub["cpu_ms_per_event"]["publisher" if api == "store_publish" else "api_process"]
+            value = (
+                f"{_fmt(pub['events_per_s'], 0)} events/s = {_fmt(pub['deliveries_per_s'], 0)}"
+                f" deliveries/s, {_fmt(cpu, 2)} ms cpu/event"
+            )
+            rows.append((f"{backend} fan-out: {name} to {n} endpoint(s)", value, "", ""))
+        compare = fan[api]["compare"]
+        target, met = verdict(f"publish cost, {k} endpoints / 1 ({backend}, {api})")
+        value = (
+            f"{_fmt(compare['cost_ratio'], 2)} x one single publish"
+            f" ({_fmt(compare['share_of_single_publishes'], 2)} of {k})"
+        )
+        rows.append((f"{backend} fan-out: {name}, cost {k} / 1 endpoint", value, target, met))
+    single, fanned = fan["drain_single"], fan["drain_fanout"]
+    rows.append(
+        (
+            f"{backend} fan-out: drain {single['n']:,} single vs {fanned['n']:,} fanned out",
+            f"{_fmt(single['rate'], 0)} vs {_fmt(fanned['rate'], 0)}/s = "
+            f"{_fmt(single.get('ratio_to_bare'), 2)} vs {_fmt(fanned.get('ratio_to_bare'), 2)} x"
+            f" bare",
+            "",
+            "",
+        )
+    )
+    http = fan["drain_http"]
+    rows.append(
+        (
+            f"{backend} fan-out: drain {http['n']:,} made by POST /api/events",
+            f"{_fmt(http['rate'], 0)}/s = {_fmt(http.get('ratio_to_bare'), 2)} x bare",
+            "",
+            "",
+        )
+    )
+    return rows
 
 
 def table(results: dict[str, Any]) -> str:
@@ -718,6 +786,8 @@ def table(results: dict[str, Any]) -> str:
             rows.append(
                 (f"{name}: latency @{_fmt(lat['offered_rate'], 0)}/s, {kind}", value, target, met)
             )
+    for backend, fan in results["fanout"].items():
+        rows += _fanout_rows(backend, fan, verdict)
     for backend, scale in results["scale"].items():
         if "error" in scale:
             rows.append((f"scale {backend}", "error", "", scale["error"][:60]))
@@ -796,6 +866,22 @@ def source_digest(package: Path | None = None) -> dict[str, Any]:
     }
 
 
+def git_state() -> dict[str, Any] | None:
+    """The checkout's commit and the files under src/ that differ from it (None outside git)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+
+    try:
+        changed = git("status", "--porcelain", "--", "src").splitlines()
+        commit = git("rev-parse", "HEAD").strip()
+        return {"commit": commit, "src_changed": [line[3:] for line in changed]}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def machine(postgres: str | None) -> dict[str, Any]:
     cpu_model = ""
     with contextlib.suppress(OSError):
@@ -830,6 +916,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plan = replace(plan, configs=tuple(c for c in args.configs.split(",") if c))
     if args.scale is not None:
         plan = replace(plan, scale_backends=tuple(b for b in args.scale.split(",") if b))
+    if args.fanout is not None:
+        plan = replace(plan, fanout_backends=tuple(b for b in args.fanout.split(",") if b))
     for setting in args.set or []:
         name, _, value = setting.partition("=")
         current = getattr(plan, name)
@@ -861,7 +949,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         concurrency = Settings(**{"secret_keys": [key]}).worker_concurrency
         postgres_url = None
         pg_version = None
-        wants_pg = any(c != "sqlite" for c in plan.configs) or "postgres" in plan.scale_backends
+        wants_pg = (
+            any(c != "sqlite" for c in plan.configs)
+            or "postgres" in plan.scale_backends
+            or "postgres" in plan.fanout_backends
+        )
         candidate = os.environ.get("HOOKLINE_BENCH_POSTGRES_URL") or (
             os.environ.get("HOOKLINE_TEST_POSTGRES_URL")
             or (None if args.smoke else db.DEFAULT_POSTGRES_URL)
@@ -876,10 +968,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 skipped["postgres"] = f"PostgreSQL at {candidate} unavailable: {problem}"
         if args.smoke and postgres_url and "postgres_1_worker" not in plan.configs:
             plan = replace(plan, configs=(*plan.configs, "postgres_1_worker"))
+        if args.smoke and postgres_url and args.fanout is None:
+            plan = replace(plan, fanout_backends=("postgres", "sqlite"))
         if postgres_url is None:
             plan = replace(
                 plan,
                 configs=tuple(c for c in plan.configs if c == "sqlite"),
+                fanout_backends=tuple(b for b in plan.fanout_backends if b == "sqlite"),
                 scale_backends=tuple(b for b in plan.scale_backends if b == "sqlite"),
             )
         bench = Bench(
@@ -902,7 +997,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         results: dict[str, Any] = {
             "smoke": args.smoke,
-            "source": source_digest(),
+            "source": {**source_digest(), "git": git_state()},
             "machine": machine(pg_version),
             "settings": {
                 "worker_concurrency": concurrency,
@@ -912,6 +1007,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             },
             "skipped": skipped,
             "configs": {},
+            "fanout": {},
             "scale": {},
         }
         runs = []
@@ -935,6 +1031,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": concurrency,
             "note": "the limit is the median of the runs; hookline ratios divide by it",
         }
+        for backend in plan.fanout_backends:
+            try:
+                results["fanout"][backend] = await run_fanout(bench, backend)
+            except Exception as exc:
+                if args.smoke or args.strict:
+                    raise
+                log(f"fanout/{backend} failed: {exc!r}")
+                results["fanout"][backend] = {"error": repr(exc)}
         for backend in plan.scale_backends:
             try:
                 results["scale"][backend] = await run_scale(bench, backend)
@@ -1000,6 +1104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", help=f"comma-separated subset of {','.join(CONFIGS)}")
     parser.add_argument(
         "--scale", help="comma-separated scale backends (postgres,sqlite; '' = none)"
+    )
+    parser.add_argument(
+        "--fanout", help="comma-separated fan-out backends (postgres,sqlite; '' = none)"
     )
     parser.add_argument("--profile", help="record py-spy profiles of hookline processes here")
     parser.add_argument("--set", action="append", help="override a plan size: NAME=VALUE")

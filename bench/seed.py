@@ -1,34 +1,28 @@
-"""Bulk seeding with set-based SQL: one INSERT ... SELECT per batch of rows, no API, no ORM.
+"""Bulk seeding with set-based SQL: an INSERT ... SELECT per table and batch of rows, no API, no
+ORM.
 
-PostgreSQL numbers the rows with ``generate_series``, SQLite with a recursive CTE. Every body is
-one template (a real hookline body) with the row's deliveryId spliced in.
+PostgreSQL numbers the rows with ``generate_series``, SQLite with a recursive CTE. Rows look
+like the ones publishing makes: each delivery points at a ``messages`` row holding its event's
+data (the same data for all) and stores no body; the worker builds the body from the message.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.bare_client import EVENT, event_data
 from hookline.events import DEFAULT_EVENTS
-from hookline.payload import build_body
+from hookline.payload import dumps
 
-MARK = "00000000-0000-4000-8000-000000000000"
 CHUNK = 250_000  # rows per statement: keeps each transaction and WAL burst moderate
 
 
 def _now_us() -> int:
     return int(time.time() * 1_000_000)
-
-
-def _body_parts(user_id: str) -> tuple[str, str]:
-    body = build_body(EVENT, MARK, datetime.now(UTC), user_id, event_data(0)).decode()
-    prefix, suffix = body.split(MARK)
-    return prefix, suffix
 
 
 def _quote(value: str) -> str:
@@ -49,11 +43,11 @@ async def seed_deliveries(
     ``finished=False``: pending and due now (a backlog), oldest first, all event resume.parsed.
     ``finished=True``: a delivery log spread over the last 30 days, the seven events in turn,
     1 in 50 failed after 4 attempts, the rest succeeded at the first; the per-event
-    ``delivery_stats`` counters are then added from the same rows, so they agree.
+    ``delivery_stats`` counters are then added from the same rows, so they agree. Each delivery
+    has a message of its own (one endpoint per event), created with it.
     """
     postgres = engine.dialect.name == "postgresql"
     tag = secrets.token_hex(4)
-    prefix, suffix = _body_parts(user_id)
     now_us = _now_us()
     step_us = (30 * 86_400 * 1_000_000) // max(n, 1) if finished else 1
     events = DEFAULT_EVENTS if finished else (EVENT,)
@@ -67,8 +61,8 @@ async def seed_deliveries(
         cases = " ".join(f"WHEN {k} THEN {_quote(e)}" for k, e in enumerate(events))
         event_sql = f"CASE i % {len(events)} {cases} END"
     delivery_id = f"'{tag}-0000-4000-8000-' || {hex12}"
-    body_text = f"CAST(:prefix AS TEXT) || {delivery_id} || CAST(:suffix AS TEXT)"
-    body_sql = f"convert_to({body_text}, 'UTF8')" if postgres else f"CAST({body_text} AS BLOB)"
+    message_id = f"'m{tag}' || {pad10}"
+    empty_body = "CAST('' AS BYTEA)" if postgres else "CAST('' AS BLOB)"
     created = f"(CAST(:now_us AS BIGINT) - (CAST(:n AS BIGINT) - i) * {step_us})"
     failed = "i % 50 = 0"
     if finished:
@@ -87,21 +81,28 @@ async def seed_deliveries(
             "NULL",
             "NULL",
         )
+    select_message = f"""
+        SELECT {message_id}, :user_id, {event_sql}, :data, {created}"""
     select = f"""
         SELECT 'b{tag}' || {pad10}, {delivery_id}, :user_id, :endpoint_id, {event_sql}, :url,
-               {body_sql}, {status}, {attempts}, 4, {created}, NULL, NULL, {code}, {error},
-               {delivered}, {finished_at}, {created}"""
-    columns = """(id, delivery_id, user_id, endpoint_id, event, url, body, status, attempts,
-        max_attempts, next_attempt_at, lease_owner, lease_until, last_status_code, last_error,
-        delivered_at, finished_at, created_at)"""
+               {empty_body}, {message_id}, {status}, {attempts}, 4, {created}, NULL, NULL,
+               {code}, {error}, {delivered}, {finished_at}, {created}"""
+    columns = """(id, delivery_id, user_id, endpoint_id, event, url, body, message_id, status,
+        attempts, max_attempts, next_attempt_at, lease_owner, lease_until, last_status_code,
+        last_error, delivered_at, finished_at, created_at)"""
+    message_columns = "(id, user_id, event, data, created_at)"
     if postgres:
         series = "generate_series(CAST(:lo AS INTEGER), CAST(:hi AS INTEGER)) AS i"
-        statement = f"INSERT INTO deliveries {columns} {select} FROM {series}"
+        statements = [
+            f"INSERT INTO messages {message_columns} {select_message} FROM {series}",
+            f"INSERT INTO deliveries {columns} {select} FROM {series}",
+        ]
     else:
-        statement = f"""WITH RECURSIVE seq(i) AS (
-                SELECT :lo UNION ALL SELECT i + 1 FROM seq WHERE i < :hi
-            )
-            INSERT INTO deliveries {columns} {select} FROM seq"""
+        seq = "WITH RECURSIVE seq(i) AS (SELECT :lo UNION ALL SELECT i + 1 FROM seq WHERE i < :hi)"
+        statements = [
+            f"{seq} INSERT INTO messages {message_columns} {select_message} FROM seq",
+            f"{seq} INSERT INTO deliveries {columns} {select} FROM seq",
+        ]
     started = time.perf_counter()
     for lo in range(0, n, CHUNK):
         hi = min(n, lo + CHUNK) - 1
@@ -113,23 +114,24 @@ async def seed_deliveries(
             "user_id": user_id,
             "endpoint_id": endpoint_id,
             "url": url,
-            "prefix": prefix,
-            "suffix": suffix,
+            "data": dumps(event_data(0)),
         }
         async with engine.begin() as conn:
-            await conn.execute(text(statement), params)
+            for statement in statements:
+                await conn.execute(text(statement), params)
     if finished:
         async with engine.begin() as conn:
             await conn.execute(
                 text(
-                    """INSERT INTO delivery_stats (user_id, event, successful, failed, attempts_sum)
-                    SELECT user_id, event,
+                    """INSERT INTO delivery_stats
+                        (user_id, endpoint_id, event, successful, failed, attempts_sum)
+                    SELECT user_id, coalesce(endpoint_id, ''), event,
                            SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END),
                            SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END),
                            SUM(attempts)
                     FROM deliveries
                     WHERE user_id = :user_id AND status IN ('succeeded', 'failed')
-                    GROUP BY user_id, event"""
+                    GROUP BY user_id, coalesce(endpoint_id, ''), event"""
                 ),
                 {"user_id": user_id},
             )
@@ -144,6 +146,7 @@ async def analyze(engine: AsyncEngine) -> float:
         async with engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.execute(text("VACUUM (ANALYZE) deliveries"))
+            await conn.execute(text("VACUUM (ANALYZE) messages"))
             await conn.execute(text("ANALYZE delivery_stats"))
     else:
         async with engine.begin() as conn:

@@ -1,5 +1,6 @@
 """The benchmark never rots: ``python -m bench.run --smoke`` runs end to end (receiver, bare
-client, hookline on SQLite, the scale probes) and writes every figure to its JSON."""
+client, hookline on SQLite, fan-out to 10 endpoints, the scale probes) and writes every figure
+to its JSON."""
 
 from __future__ import annotations
 
@@ -72,6 +73,23 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
             assert _positive(figures[key]), key
         assert figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
 
+    fanout = results["fanout"]["sqlite"]
+    k = fanout["endpoints"]
+    assert k == 10
+    for api in ("store_publish", "http_api"):
+        one, many = fanout[api]["1"], fanout[api][str(k)]
+        assert one["errors"] == many["errors"] == 0
+        assert one["deliveries"] == one["events"] > 0
+        assert many["deliveries"] == k * many["events"] > 0
+        assert _positive(fanout[api]["compare"]["cost_ratio"])
+    for label in ("drain_single", "drain_fanout", "drain_http"):
+        drain = fanout[label]
+        assert drain["complete"], drain
+        assert _positive(drain["rate"]) and _positive(drain["ratio_to_bare"])
+    paths = fanout["drain_fanout"]["receiver"]["paths"]
+    assert sorted(paths) == sorted(f"/hook/{i}" for i in range(k))
+    assert set(paths.values()) == {fanout["store_publish"][str(k)]["events"]}  # each got all
+
     scale = results["scale"]["sqlite"]
     for label in ("backlog_small", "backlog_large"):
         assert scale[label]["complete"], scale[label]
@@ -86,4 +104,5 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
     names = {target["what"] for target in results["targets"]}
     assert "latency p99 sqlite (http_api)" in names
     assert "backlog drain rate, big / small (sqlite)" in names
+    assert "publish cost, 10 endpoints / 1 (sqlite, store_publish)" in names
     assert all(isinstance(target["met"], bool) for target in results["targets"])
