@@ -20,14 +20,13 @@ from hookline.api.endpoint_schemas import (
 )
 from hookline.api.errors import ApiError, ErrorBody
 from hookline.api.ratelimit import RateLimiterDep
-from hookline.api.routes.webhooks import AUTH_ERRORS, BAD_BODY, INVALID, Responses
+from hookline.api.routes.webhooks import AUTH_ERRORS, BAD_BODY, INVALID, Responses, deliver_test
 from hookline.api.schemas import MessageResponse, RegenerateResponse, TestFailure, TestSuccess
 from hookline.config import Settings
-from hookline.delivery.worker import attempt, decide, policy_for
 from hookline.ssrf import TargetPolicy
 from hookline.store import EndpointFields, EndpointRow, NotFound, Store, TooMany
 from hookline.targets import TargetError, check_target, check_url
-from hookline.timeutil import iso, iso_millis, utcnow
+from hookline.timeutil import iso, iso_millis
 
 router = APIRouter(prefix="/api/webhooks/endpoints", tags=["endpoints"])
 
@@ -238,21 +237,5 @@ async def send_test(
 ) -> TestSuccess | TestFailure:
     """Send one `webhook.test` delivery to this endpoint now, wait for it, and report, as
     /api/webhooks/test does for the primary one (and counted against the same limit)."""
-    limiter.check(user.id)
-    data = {
-        "message": "This is a test webhook from hookline",
-        "testedAt": iso_millis(utcnow()),
-    }
-    try:
-        job, owner = await store.start_test(user.id, data, endpoint_id)
-    except NotFound as exc:
-        raise _not_found(endpoint_id) from exc
-    outcome, started_at = await attempt(job, sender, settings)
-    await store.record(owner, [decide(job, outcome, started_at, policy_for(settings))])
-    if outcome.ok and outcome.status_code is not None:
-        return TestSuccess(statusCode=outcome.status_code, deliveryId=job.delivery.delivery_id)
-    return TestFailure(
-        details=outcome.error,
-        statusCode=outcome.status_code,
-        deliveryId=job.delivery.delivery_id,
-    )
+    not_found = _not_found(endpoint_id)
+    return await deliver_test(user.id, endpoint_id, store, sender, settings, limiter, not_found)

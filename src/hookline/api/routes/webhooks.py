@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from hookline.api.deps import CurrentUser, PolicyDep, SenderDep, SettingsDep, StoreDep
 from hookline.api.endpoint_rules import could_be_id
 from hookline.api.errors import ApiError, ErrorBody
-from hookline.api.ratelimit import RateLimiterDep
+from hookline.api.ratelimit import RateLimiter, RateLimiterDep
 from hookline.api.schemas import (
     AttemptView,
     Bucket,
@@ -32,10 +32,12 @@ from hookline.api.schemas import (
     TestSuccess,
     TimeseriesResponse,
 )
+from hookline.config import Settings
+from hookline.delivery.sender import Sender
 from hookline.delivery.worker import attempt, decide, policy_for
 from hookline.events import TEST_EVENT
 from hookline.payload import delivery_body
-from hookline.store import EndpointRow, LogRow, NotFound, Status, Store
+from hookline.store import EndpointRow, LogRow, NotFound, Status, Store, TooMany
 from hookline.targets import TargetError, check_target, check_url
 from hookline.timeutil import iso, iso_millis, utcnow
 
@@ -109,9 +111,12 @@ async def save_config(
     if fields:
         summary = "; ".join(f"{name} {msg}" for name, msg in fields.items())
         raise ApiError(422, f"Invalid webhook configuration: {summary}", fields)
-    endpoint, secret = await store.save_config(
-        user.id, body.url, body.enabled, events, default_events=settings.events
-    )
+    try:
+        endpoint, secret = await store.save_config(
+            user.id, body.url, body.enabled, events, default_events=settings.events
+        )
+    except TooMany as exc:  # no primary, and the user already has the most endpoints
+        raise ApiError(422, f"Too many endpoints: {exc}", {"endpoints": str(exc)}) from exc
     return SaveConfigResponse(
         config=SavedConfig(
             id=endpoint.id,
@@ -166,15 +171,30 @@ async def send_test(
     limiter: RateLimiterDep,
 ) -> TestSuccess | TestFailure:
     """Send one `webhook.test` delivery now, wait for it, and report. Never retried."""
-    limiter.check(user.id)
+    not_found = ApiError(404, "No webhook configuration: create one first")
+    return await deliver_test(user.id, None, store, sender, settings, limiter, not_found)
+
+
+async def deliver_test(
+    user_id: str,
+    endpoint_id: str | None,
+    store: Store,
+    sender: Sender,
+    settings: Settings,
+    limiter: RateLimiter,
+    not_found: ApiError,
+) -> TestSuccess | TestFailure:
+    """Send a `webhook.test` delivery to an endpoint (the primary when ``endpoint_id`` is
+    None) now, record it, and say how it went; ``not_found`` when there is no such endpoint."""
+    limiter.check(user_id)
     data = {
         "message": "This is a test webhook from hookline",
         "testedAt": iso_millis(utcnow()),
     }
     try:
-        job, owner = await store.start_test(user.id, data)
+        job, owner = await store.start_test(user_id, data, endpoint_id)
     except NotFound as exc:
-        raise ApiError(404, "No webhook configuration: create one first") from exc
+        raise not_found from exc
     outcome, started_at = await attempt(job, sender, settings)
     await store.record(owner, [decide(job, outcome, started_at, policy_for(settings))])
     if outcome.ok and outcome.status_code is not None:
