@@ -1,7 +1,8 @@
 """hookline: durable, signed, retried webhook notifications.
 
 What a host application imports: ``publish`` / ``publish_many`` to enqueue events (inside its
-own transaction if it likes), and the helpers a receiver uses to verify a delivery.
+own transaction if it likes), and the helpers a receiver uses to verify a delivery. A receiver
+app imports ``hookline.receiver`` instead: verification, a FastAPI dependency, a Flask decorator.
 """
 
 from __future__ import annotations
