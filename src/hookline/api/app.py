@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from hookline import __version__
-from hookline.api import errors
+from hookline.api import docs, errors
 from hookline.api.failures import FailureResponses
 from hookline.api.limits import BodySizeLimit
 from hookline.api.ratelimit import RateLimiter
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by docs.install, from the package rather than a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.policy = policy_for(settings)
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(webhooks.router)
     app.include_router(events.router)
     app.include_router(dashboard.router)
+    docs.install(app, settings.events)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
     async def healthz() -> dict[str, bool]:

@@ -15,6 +15,7 @@ router = APIRouter(prefix="/api", tags=["events"])
 
 @router.post(
     "/events",
+    operation_id="publishEvent",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PublishResponse,
     responses={

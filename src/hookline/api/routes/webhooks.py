@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -19,6 +19,7 @@ from hookline.api.schemas import (
     EventCounts,
     LogDetail,
     LogDetailResponse,
+    LoggedEvent,
     LogItem,
     LogsResponse,
     MessageResponse,
@@ -28,8 +29,10 @@ from hookline.api.schemas import (
     SavedConfig,
     StatsResponse,
     TestFailure,
+    TestResult,
     TestSuccess,
     TimeseriesResponse,
+    Window,
 )
 from hookline.delivery.worker import attempt, decide, policy_for
 from hookline.events import TEST_EVENT
@@ -66,7 +69,9 @@ def _config_view(endpoint: EndpointRow) -> ConfigView:
     )
 
 
-@router.get("/config", response_model=ConfigResponse, responses=AUTH_ERRORS)
+@router.get(
+    "/config", operation_id="getConfig", response_model=ConfigResponse, responses=AUTH_ERRORS
+)
 async def get_config(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> ConfigResponse:
     """The user's webhook configuration (never its secret) and the events on offer."""
     endpoint = await store.get_config(user.id)
@@ -79,6 +84,7 @@ async def get_config(user: CurrentUser, store: StoreDep, settings: SettingsDep) 
 
 @router.post(
     "/config",
+    operation_id="saveConfig",
     response_model=SaveConfigResponse,
     responses={**AUTH_ERRORS, **BAD_BODY, **INVALID},
 )
@@ -118,7 +124,12 @@ async def save_config(
     )
 
 
-@router.delete("/config", response_model=MessageResponse, responses={**AUTH_ERRORS, **NOT_FOUND})
+@router.delete(
+    "/config",
+    operation_id="deleteConfig",
+    response_model=MessageResponse,
+    responses={**AUTH_ERRORS, **NOT_FOUND},
+)
 async def delete_config(user: CurrentUser, store: StoreDep) -> MessageResponse:
     """Delete the webhook. Its delivery logs stay until retention removes them."""
     try:
@@ -130,6 +141,7 @@ async def delete_config(user: CurrentUser, store: StoreDep) -> MessageResponse:
 
 @router.post(
     "/regenerate-secret",
+    operation_id="regenerateSecret",
     response_model=RegenerateResponse,
     responses={**AUTH_ERRORS, **NOT_FOUND},
 )
@@ -146,7 +158,8 @@ async def regenerate_secret(
 
 @router.post(
     "/test",
-    response_model=TestSuccess | TestFailure,
+    operation_id="sendTest",
+    response_model=TestResult,
     responses={
         **AUTH_ERRORS,
         **NOT_FOUND,
@@ -203,14 +216,19 @@ def _log_fields(row: Any) -> dict[str, Any]:
     }
 
 
-@router.get("/logs", response_model=LogsResponse, responses={**AUTH_ERRORS, **INVALID})
+@router.get(
+    "/logs",
+    operation_id="listLogs",
+    response_model=LogsResponse,
+    responses={**AUTH_ERRORS, **INVALID},
+)
 async def list_logs(
     user: CurrentUser,
     store: StoreDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    event: Annotated[str | None, Query(max_length=100)] = None,
+    event: Annotated[LoggedEvent | None, Query(max_length=100)] = None,
     success: bool | None = None,
 ) -> LogsResponse:
     """The delivery log, newest first. `statusCode` and `error` are the last attempt's."""
@@ -226,6 +244,7 @@ async def list_logs(
 
 @router.get(
     "/logs/{log_id}",
+    operation_id="getLog",
     response_model=LogDetailResponse,
     responses={
         **AUTH_ERRORS,
@@ -268,7 +287,7 @@ def _ratio(numerator: float, denominator: int) -> str:
     return "0.00" if denominator == 0 else f"{numerator / denominator:.2f}"
 
 
-@router.get("/stats", response_model=StatsResponse, responses=AUTH_ERRORS)
+@router.get("/stats", operation_id="getStats", response_model=StatsResponse, responses=AUTH_ERRORS)
 async def stats(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> StatsResponse:
     """Finished deliveries: totals, success rate, average attempts, and by event."""
     by_event, pending = await store.stats(user.id)
@@ -297,20 +316,21 @@ async def stats(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> St
     )
 
 
-WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
-    "24h": (timedelta(hours=24), timedelta(hours=1)),
-    "7d": (timedelta(days=7), timedelta(hours=6)),
-    "30d": (timedelta(days=30), timedelta(days=1)),
+WINDOWS: dict[Window, tuple[timedelta, timedelta]] = {
+    Window.HOURS_24: (timedelta(hours=24), timedelta(hours=1)),
+    Window.DAYS_7: (timedelta(days=7), timedelta(hours=6)),
+    Window.DAYS_30: (timedelta(days=30), timedelta(days=1)),
 }
 
 
 @router.get(
     "/stats/timeseries",
+    operation_id="getTimeseries",
     response_model=TimeseriesResponse,
     responses={**AUTH_ERRORS, **INVALID},
 )
 async def stats_timeseries(
-    user: CurrentUser, store: StoreDep, window: Literal["24h", "7d", "30d"] = "7d"
+    user: CurrentUser, store: StoreDep, window: Window = Window.DAYS_7
 ) -> TimeseriesResponse:
     """Finished deliveries over time, successful against failed, in buckets fit to the window."""
     span, bucket = WINDOWS[window]
