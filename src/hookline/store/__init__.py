@@ -378,3 +378,8 @@ class Store:
     ) -> dict[tuple[int, str], int]:
         async with self.db.read() as conn:
             return await queries.timeseries(conn, user_id, start, bucket)
+
+    async def queue_stats(self) -> queries.QueueStats:
+        """The whole queue by state, and the disabled endpoints, for metrics."""
+        async with self.db.read() as conn:
+            return await queries.queue_stats(conn, utcnow())

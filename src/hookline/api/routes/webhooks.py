@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from hookline.api.deps import CurrentUser, PolicyDep, SenderDep, SettingsDep, StoreDep
+from hookline.api.deps import (
+    CurrentUser,
+    MetricsDep,
+    PolicyDep,
+    SenderDep,
+    SettingsDep,
+    StoreDep,
+)
 from hookline.api.errors import ApiError, ErrorBody
 from hookline.api.ratelimit import RateLimiterDep
 from hookline.api.schemas import (
@@ -172,6 +179,7 @@ async def send_test(
     sender: SenderDep,
     settings: SettingsDep,
     limiter: RateLimiterDep,
+    metrics: MetricsDep,
 ) -> TestSuccess | TestFailure:
     """Send one `webhook.test` delivery now, wait for it, and report. Never retried."""
     limiter.check(user.id)
@@ -184,7 +192,9 @@ async def send_test(
     except NotFound as exc:
         raise ApiError(404, "No webhook configuration: create one first") from exc
     outcome, started_at = await attempt(job, sender, settings)
-    await store.record(owner, [decide(job, outcome, started_at, policy_for(settings))])
+    record = decide(job, outcome, started_at, policy_for(settings))
+    metrics.attempted(TEST_EVENT, outcome, record.next_status)
+    await store.record(owner, [record])
     if outcome.ok and outcome.status_code is not None:
         return TestSuccess(statusCode=outcome.status_code, deliveryId=job.delivery.delivery_id)
     return TestFailure(
