@@ -165,7 +165,7 @@ def worker(
     metrics_port: Annotated[
         int | None,
         typer.Option(
-            min=1, max=65535, help="Serve Prometheus metrics on this port at /metrics (off unset)."
+            min=1, max=65535, help="Port for Prometheus metrics at /metrics; off if unset."
         ),
     ] = None,
     metrics_host: Annotated[
