@@ -59,10 +59,11 @@ def verify(body: bytes, headers: Message) -> int | None:
     for position, signature in enumerate(offered):
         for secret in SECRETS:
             expected = standard_signature(secret, headers.get("webhook-id", ""), timestamp, body)
-            if not hmac.compare_digest(expected, signature):
+            if not hmac.compare_digest(expected.encode(), signature.encode()):
                 continue
             guide = headers.get("X-Webhook-Signature", "")
-            if position == 0 and not hmac.compare_digest(guide_signature(secret, body), guide):
+            computed = guide_signature(secret, body).encode()
+            if position == 0 and not hmac.compare_digest(computed, guide.encode()):
                 return None
             return position
     return None

@@ -1,9 +1,10 @@
 """hookline: durable, signed, retried webhook notifications.
 
 What a host application imports: ``publish`` / ``publish_many`` to enqueue events (inside its
-own transaction if it likes), and the helpers a receiver uses to verify a delivery (see also
-``hookline.receiver``). Publishing needs SQLAlchemy and the store; they are imported on first
-use, so a receiver that imports ``hookline.receiver`` loads neither.
+own transaction if it likes), and the helpers a receiver uses to verify a delivery. A receiver
+app imports ``hookline.receiver`` instead: verification, a FastAPI dependency, a Flask decorator.
+Publishing needs SQLAlchemy and the store; they are imported on first use, so a receiver that
+imports ``hookline.receiver`` loads neither.
 """
 
 from __future__ import annotations

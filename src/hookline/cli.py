@@ -69,10 +69,11 @@ def with_store(config: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
     return aio.run(run())
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _setup_logging(config: Settings) -> None:
+    """Log to stderr as readable text, or one JSON object per line (HOOKLINE_LOG_FORMAT)."""
+    from hookline.logsetup import configure
+
+    configure(config.log_format)
 
 
 def _require_keys_that_open(config: Settings) -> None:
@@ -130,7 +131,7 @@ def serve(
     _require_migrated(config)
     load_box(config)  # fail early, with a clear line, on missing or bad keys
     _require_keys_that_open(config)
-    _setup_logging()
+    _setup_logging(config)
     base = f"http://{host}:{port}"
     if config.development:
         logging.getLogger("hookline").warning(
@@ -152,22 +153,35 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        log_config=None,  # uvicorn's lines go through _setup_logging's format too
+        access_log=False,  # the API logs its own access line: method, route, status, time
         timeout_graceful_shutdown=int(config.shutdown_grace_s) + 5,
         http=protocol_for(config),  # httptools with header-size, header-count and time limits
     )
 
 
 @app.command()
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Port for Prometheus metrics at /metrics; off if unset."
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address the metrics port listens on.")
+    ] = "127.0.0.1",
+) -> None:
     """Run a delivery worker alone (several may share one PostgreSQL database)."""
     from hookline.delivery.worker import Worker
+    from hookline.metrics import Metrics
     from hookline.targets import sender_for
 
     config = settings()
     _require_migrated(config)
     load_box(config)  # fail early, with a clear line, on missing or bad keys
     _require_keys_that_open(config)
-    _setup_logging()
+    _setup_logging(config)
     if config.development:
         logging.getLogger("hookline").warning(
             "development mode: plain http targets and loopback addresses are allowed"
@@ -175,13 +189,23 @@ def worker() -> None:
 
     async def run(store: Store) -> None:
         sender = sender_for(config)
-        runner = Worker(store, sender, config)
+        metrics = Metrics(config.events)
+        runner = Worker(store, sender, config, metrics=metrics)
+        stop_metrics = None
+        if metrics_port is not None:
+            metrics.watch_queue(store)
+            try:
+                stop_metrics = metrics.serve(metrics_host, metrics_port)
+            except OSError as exc:
+                fail(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc.strerror}")
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, runner.stop)
         try:
             await runner.run()
         finally:
+            if stop_metrics is not None:
+                await stop_metrics()
             await sender.close()
 
     with_store(config, run)

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     # PostgreSQL connections each process keeps open (as many more may open under a burst).
     db_pool_size: int = Field(default=20, ge=1)
+    # Log lines: readable text, or one JSON object per line for a log shipper.
+    log_format: Literal["text", "json"] = "text"
 
     # The event catalog users may subscribe to; the guide's seven by default.
     events: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_EVENTS))

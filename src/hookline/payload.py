@@ -239,4 +239,6 @@ def build_headers(
 
 def verify_guide_signature(secret: str, body: bytes, signature: str) -> bool:
     """Check X-Webhook-Signature against the raw body, in constant time."""
-    return hmac.compare_digest(guide_signature(secret, body), signature)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a forged header).
+    expected = guide_signature(secret, body).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape"))

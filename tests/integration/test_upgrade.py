@@ -151,7 +151,7 @@ async def test_an_old_database_upgrades_in_place_and_delivers_what_was_pending(
         store = Store(settings)
         sender = sender_for(settings)
         worker = Worker(store, sender, settings)
-        running = asyncio.create_task(worker.run())
+        running = None
         try:
             user_id = str(before["user_id"])
             primary = await store.get_config(user_id)
@@ -173,6 +173,7 @@ async def test_an_old_database_upgrades_in_place_and_delivers_what_was_pending(
             rows, total = await store.logs_page(user_id, 10, 0, None, None)
             assert total == 3 and len(rows) == 3
 
+            running = asyncio.create_task(worker.run())
             # The pending delivery goes out with its stored bytes, signed with both secrets.
             [request] = await receiver.wait_for(1)
             delivery_id, body = before["bodies"]["pending"]  # type: ignore[index]
@@ -189,6 +190,7 @@ async def test_an_old_database_upgrades_in_place_and_delivers_what_was_pending(
             await receiver.wait_for(2)
         finally:
             worker.stop()
-            await running
+            if running is not None:
+                await running
             await sender.close()
             await store.close()

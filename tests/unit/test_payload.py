@@ -92,6 +92,7 @@ def test_signatures() -> None:
     assert guide_signature(SECRET, body) == expected
     assert verify_guide_signature(SECRET, body, expected)
     assert not verify_guide_signature(SECRET, body + b" ", expected)
+    assert not verify_guide_signature(SECRET, body, "é" * 64)  # refused, not a TypeError
     headers = build_headers(
         body=body, event="x", delivery_id="msg_1", secrets=[SECRET, SECRET], timestamp_s=1700000000,
         user_agent="UA/1",

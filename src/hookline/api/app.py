@@ -12,14 +12,17 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from hookline import __version__
-from hookline.api import errors
+from hookline.api import docs, errors
 from hookline.api.failures import FailureResponses
 from hookline.api.limits import BodySizeLimit
+from hookline.api.metrics import RequestMetrics
+from hookline.api.metrics import router as metrics_router
 from hookline.api.ratelimit import RateLimiter
 from hookline.api.routes import dashboard, endpoints, events, webhooks
 from hookline.config import Settings
 from hookline.crypto import load_box
 from hookline.delivery.worker import Worker
+from hookline.metrics import Metrics
 from hookline.store import Store, readiness
 from hookline.targets import policy_for, sender_for
 
@@ -41,10 +44,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         sender = sender_for(settings)
         wake = asyncio.Event()
         app.state.store, app.state.sender, app.state.wake = store, sender, wake
+        app.state.queue_metrics = queue_metrics = metrics.watch_queue(store)
         worker_task = None
         worker = None
         if run_worker:
-            worker = Worker(store, sender, settings, wake=wake)
+            worker = Worker(store, sender, settings, wake=wake, metrics=metrics)
             worker_task = asyncio.create_task(worker.run(), name="hookline-worker")
         try:
             yield
@@ -52,6 +56,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
+            metrics.registry.unregister(queue_metrics)
+            app.state.queue_metrics = None
             await sender.close()
             await store.close()
 
@@ -60,8 +66,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by docs.install, from the package rather than a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics(settings.events)
+    app.state.queue_metrics = None
     app.state.policy = policy_for(settings)
     app.state.test_limiter = RateLimiter(settings.test_rate_per_minute)
     errors.install(app)
@@ -70,12 +80,16 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         default_limit=settings.max_config_body_bytes,
         limits={"/api/events": settings.max_event_data_bytes + 16 * 1024},
     )
-    # Outermost of ours: whatever escapes the app is answered in JSON and not re-raised.
+    # Whatever escapes the app is answered in JSON and not re-raised.
     app.add_middleware(FailureResponses)
+    # Outermost of ours, so that it times and logs the answer FailureResponses gives.
+    app.add_middleware(RequestMetrics, metrics=metrics)
     app.include_router(webhooks.router)
     app.include_router(endpoints.router)
     app.include_router(events.router)
     app.include_router(dashboard.router)
+    app.include_router(metrics_router)
+    docs.install(app, settings.events)
 
     @app.get("/healthz", tags=["ops"], include_in_schema=False)
     async def healthz() -> dict[str, bool]:

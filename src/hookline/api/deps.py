@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from hookline.api.errors import ApiError
 from hookline.config import Settings
 from hookline.delivery.sender import Sender
+from hookline.metrics import Metrics
 from hookline.ssrf import TargetPolicy
 from hookline.store import Store, User
 
@@ -44,11 +45,17 @@ async def get_policy(request: Request) -> TargetPolicy:
     return policy
 
 
+async def get_metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SenderDep = Annotated[Sender, Depends(get_sender)]
 WakeDep = Annotated[asyncio.Event, Depends(get_wake)]
 PolicyDep = Annotated[TargetPolicy, Depends(get_policy)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 
 async def current_user(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
+from hookline.api.schemas import EventName, Succeeded, Timestamp, _In, _Out
 
 MAX_DESCRIPTION_CHARS = 500
 MAX_RATE_LIMIT = 10_000
@@ -12,32 +12,28 @@ MAX_RATE_LIMIT = 10_000
 RATE_LIMIT_DOC = "At most this many deliveries per second to this endpoint; null for no limit."
 
 
-class EndpointIn(BaseModel):
+class EndpointIn(_In):
     """A new endpoint: ``url`` is required; the rest default (enabled, every event, no
     headers, no rate limit)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: StrictStr = Field(max_length=2048, examples=["https://your-app.com/webhooks"])
     description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
     enabled: StrictBool | None = None
-    enabledEvents: list[StrictStr] | None = Field(default=None, max_length=1000)
+    enabledEvents: list[EventName] | None = Field(default=None, max_length=1000)
     headers: dict[StrictStr, StrictStr] | None = None
     rateLimit: StrictInt | None = Field(
         default=None, ge=1, le=MAX_RATE_LIMIT, description=RATE_LIMIT_DOC
     )
 
 
-class EndpointPatch(BaseModel):
+class EndpointPatch(_In):
     """Change the fields present; ``rateLimit: null`` removes the limit. Other fields may not
     be null."""
-
-    model_config = ConfigDict(extra="forbid")
 
     url: StrictStr | None = Field(default=None, max_length=2048)
     description: StrictStr | None = Field(default=None, max_length=MAX_DESCRIPTION_CHARS)
     enabled: StrictBool | None = None
-    enabledEvents: list[StrictStr] | None = Field(default=None, max_length=1000)
+    enabledEvents: list[EventName] | None = Field(default=None, max_length=1000)
     headers: dict[StrictStr, StrictStr] | None = None
     rateLimit: StrictInt | None = Field(
         default=None, ge=1, le=MAX_RATE_LIMIT, description=RATE_LIMIT_DOC
@@ -53,7 +49,7 @@ class EndpointPatch(BaseModel):
         return value
 
 
-class EndpointView(BaseModel):
+class EndpointView(_Out):
     """An endpoint as the API shows it; never its secret."""
 
     id: str
@@ -64,21 +60,21 @@ class EndpointView(BaseModel):
     headers: dict[str, str]
     rateLimit: int | None
     primary: bool = Field(description="The guide's webhook: /api/webhooks/config manages this one.")
-    createdAt: str
-    updatedAt: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
 
 
-class EndpointsResponse(BaseModel):
-    success: Literal[True] = True
+class EndpointsResponse(_Out):
+    success: Succeeded = True
     endpoints: list[EndpointView]
 
 
-class EndpointResponse(BaseModel):
-    success: Literal[True] = True
+class EndpointResponse(_Out):
+    success: Succeeded = True
     endpoint: EndpointView
 
 
-class CreatedEndpointResponse(BaseModel):
-    success: Literal[True] = True
+class CreatedEndpointResponse(_Out):
+    success: Succeeded = True
     endpoint: EndpointView
     secret: str = Field(description="The signing secret, shown only in this response.")

@@ -8,14 +8,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from hookline.api.schemas import Failed
 
 
 class ErrorBody(BaseModel):
-    success: bool = False
+    """The error shape, for the schema (answers are built by error_response)."""
+
+    success: Failed
     error: str
-    fields: dict[str, str] | None = None
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Each offending field or parameter and why; 422 only."
+    )
 
 
 class ApiError(Exception):
@@ -70,6 +77,27 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, f"Invalid request: {summary}", fields)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the app serves at the request's path, for a 405's ``Allow``: RFC 9110 wants
+    them all, where Starlette names those of the first route with the path. Each method is asked
+    of the router itself, so routes in included routers count too."""
+    served = []
+    for method in _METHODS:
+        probe = {
+            "type": "http",
+            "method": method,
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in request.app.router.routes):
+            served.append(method)
+    return ", ".join(served)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the shape above."""
 
@@ -87,9 +115,11 @@ def install(app: FastAPI) -> None:
             )
         return _validation_error(exc)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         headers = dict(exc.headers) if exc.headers else None
+        if exc.status_code == 405 and (allow := allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": allow}
         return error_response(exc.status_code, str(exc.detail), headers=headers)
 
     app.add_exception_handler(ApiError, on_api_error)

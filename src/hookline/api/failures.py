@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hookline import ids
 from hookline.crypto import KeyConfigError
+from hookline.logsetup import REQUEST_ID
 from hookline.store.errors import DatabaseFault, classify
 
 log = logging.getLogger("hookline.api")
@@ -42,6 +43,10 @@ class FailureResponses:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Every request gets its id up front, so that each log line about it carries the id
+        # (logsetup); only a failure's answer shows it to the client.
+        request_id = ids.new_id()
+        REQUEST_ID.set(request_id)
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -53,7 +58,7 @@ class FailureResponses:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            response = failure_response(exc, ids.new_id(), scope, started)
+            response = failure_response(exc, request_id, scope, started)
             if not started:
                 await response(scope, receive, send)
             # Once started, nothing can be said: the server sees the response unfinished and

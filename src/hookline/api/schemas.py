@@ -2,13 +2,69 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StrictBool,
+    StrictStr,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+#: Marks a schema whose values come from the configured event catalog: create_app's OpenAPI
+#: document (hookline.api.docs) puts the catalog there, since models are the same for every app.
+CATALOG = "x-hookline-catalog"
+
+#: An event of the catalog (HOOKLINE_EVENTS).
+EventName = Annotated[StrictStr, Field(json_schema_extra={CATALOG: "events"})]
+
+#: An event a delivery can be logged under: the catalog's, or ``webhook.test``.
+LoggedEvent = Annotated[str, Field(json_schema_extra={CATALOG: "logged"})]
+
+#: A time as sent: ISO 8601 in UTC with ``Z`` (``2024-11-14T10:05:00.000Z``), kept a string
+#: inside so the bytes on the wire are the ones the routes format.
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+
+
+#: ``success`` of an answer. Its schema is a bare ``{"const": true}``: with ``type: boolean``
+#: beside it, generators such as openapi-python-client drop the const, and a client could no
+#: longer tell a failed test's answer from a successful one.
+Succeeded = Annotated[Literal[True], WithJsonSchema({"const": True})]
+Failed = Annotated[Literal[False], WithJsonSchema({"const": False})]
+
+
+class Window(StrEnum):
+    """The span of a stats timeseries; each has its own bucket size."""
+
+    HOURS_24 = "24h"  #: the last 24 hours, hourly buckets
+    DAYS_7 = "7d"  #: the last 7 days, 6-hourly buckets
+    DAYS_30 = "30d"  #: the last 30 days, daily buckets
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # Member names for generated clients, which would otherwise call them VALUE_0, ...
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        schema["x-enum-varnames"] = [member.name for member in cls]
+        return schema
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    """A response body. Every field is always sent (null when empty), so the schema marks every
+    field required, defaults included: generated clients then tell the answers apart."""
+
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
 
 class ConfigIn(_In):
@@ -18,25 +74,25 @@ class ConfigIn(_In):
         default=None, max_length=2048, examples=["https://your-app.com/webhooks"]
     )
     enabled: StrictBool | None = None
-    enabledEvents: list[StrictStr] | None = Field(default=None, max_length=1000)
+    enabledEvents: list[EventName] | None = Field(default=None, max_length=1000)
 
 
-class ConfigView(BaseModel):
+class ConfigView(_Out):
     id: str
     url: str
     enabled: bool
     enabledEvents: list[str]
-    createdAt: str
-    updatedAt: str
+    createdAt: Timestamp
+    updatedAt: Timestamp
 
 
-class ConfigResponse(BaseModel):
+class ConfigResponse(_Out):
     configured: bool
     config: ConfigView | None
-    availableEvents: list[str]
+    availableEvents: list[EventName]
 
 
-class SavedConfig(BaseModel):
+class SavedConfig(_Out):
     id: str
     url: str
     secret: str
@@ -44,42 +100,46 @@ class SavedConfig(BaseModel):
     enabledEvents: list[str]
 
 
-class SaveConfigResponse(BaseModel):
-    success: Literal[True] = True
+class SaveConfigResponse(_Out):
+    success: Succeeded = True
     config: SavedConfig
     message: str = "Webhook configuration saved successfully"
 
 
-class MessageResponse(BaseModel):
-    success: Literal[True] = True
+class MessageResponse(_Out):
+    success: Succeeded = True
     message: str
 
 
-class RegenerateResponse(BaseModel):
-    success: Literal[True] = True
+class RegenerateResponse(_Out):
+    success: Succeeded = True
     message: str = "Webhook secret regenerated successfully"
     secret: str
-    previousSecretExpiresAt: str | None = Field(
+    previousSecretExpiresAt: Timestamp | None = Field(
         description="Until when deliveries are also signed with the previous secret; null if not."
     )
 
 
-class TestSuccess(BaseModel):
-    success: Literal[True] = True
+class TestSuccess(_Out):
+    success: Succeeded = True
     message: str = "Test webhook sent successfully"
     statusCode: int
     deliveryId: str
 
 
-class TestFailure(BaseModel):
-    success: Literal[False] = False
+class TestFailure(_Out):
+    success: Failed = False
     error: str = "Failed to deliver test webhook"
     details: str | None
     statusCode: int | None
     deliveryId: str
 
 
-class LogItem(BaseModel):
+#: The test's answer: ``success`` tells which shape it is.
+TestResult = Annotated[TestSuccess | TestFailure, Field(discriminator="success")]
+
+
+class LogItem(_Out):
     id: str
     event: str
     url: str
@@ -88,33 +148,33 @@ class LogItem(BaseModel):
     attempts: int
     error: str | None
     deliveryId: str
-    deliveredAt: str | None
-    createdAt: str
+    deliveredAt: Timestamp | None
+    createdAt: Timestamp
     endpointId: str | None = Field(description="The endpoint it went to; null once deleted.")
 
 
-class Pagination(BaseModel):
+class Pagination(_Out):
     total: int
     limit: int
     offset: int
     hasMore: bool
 
 
-class LogsResponse(BaseModel):
+class LogsResponse(_Out):
     logs: list[LogItem]
     pagination: Pagination
 
 
-class AttemptView(BaseModel):
+class AttemptView(_Out):
     attempt: int
     statusCode: int | None
     error: str | None
     durationMs: int
     responseExcerpt: str | None
-    createdAt: str
+    createdAt: Timestamp
 
 
-class LogDetail(BaseModel):
+class LogDetail(_Out):
     """One delivery in full: the log item's fields, but ``attempts`` lists every attempt."""
 
     id: str
@@ -126,24 +186,24 @@ class LogDetail(BaseModel):
     attemptCount: int
     error: str | None
     deliveryId: str
-    deliveredAt: str | None
-    createdAt: str
+    deliveredAt: Timestamp | None
+    createdAt: Timestamp
     endpointId: str | None = Field(description="The endpoint it went to; null once deleted.")
     payload: str = Field(description="The exact request body, as sent on every attempt.")
     attempts: list[AttemptView]
 
 
-class LogDetailResponse(BaseModel):
+class LogDetailResponse(_Out):
     log: LogDetail
 
 
-class EventCounts(BaseModel):
+class EventCounts(_Out):
     total: int
     successful: int
     failed: int
 
 
-class StatsResponse(BaseModel):
+class StatsResponse(_Out):
     total: int
     successful: int
     failed: int
@@ -153,25 +213,25 @@ class StatsResponse(BaseModel):
     byEvent: dict[str, EventCounts]
 
 
-class Bucket(BaseModel):
-    start: str
+class Bucket(_Out):
+    start: Timestamp
     successful: int
     failed: int
 
 
-class TimeseriesResponse(BaseModel):
-    window: Literal["24h", "7d", "30d"]
+class TimeseriesResponse(_Out):
+    window: Window
     bucketSeconds: int
     buckets: list[Bucket]
 
 
 class PublishIn(_In):
     userId: StrictStr = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
-    event: StrictStr = Field(min_length=1, max_length=100, examples=["resume.parsed"])
+    event: EventName = Field(min_length=1, max_length=100, examples=["resume.parsed"])
     data: dict[str, Any]
 
 
-class PublishResponse(BaseModel):
-    success: Literal[True] = True
+class PublishResponse(_Out):
+    success: Succeeded = True
     deliveryIds: list[str]
     reason: str | None = Field(default=None, description="Why no delivery was created.")

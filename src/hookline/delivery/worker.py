@@ -15,6 +15,8 @@ from hookline import ids
 from hookline.config import Settings
 from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Outcome, OutcomeKind, Sender
+from hookline.logsetup import DELIVERY_ID
+from hookline.metrics import Metrics
 from hookline.payload import build_headers, delivery_body
 from hookline.store import AttemptRecord, Job, Status, Store
 from hookline.store.errors import classify
@@ -123,10 +125,12 @@ class Worker:
         settings: Settings,
         wake: asyncio.Event | None = None,
         name: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.sender = sender
         self.settings = settings
+        self.metrics = metrics or Metrics(settings.events)
         self.policy = policy_for(settings)
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{ids.new_id()[-6:]}"
         self.wake = wake or asyncio.Event()
@@ -197,9 +201,11 @@ class Worker:
             try:
                 jobs = await self.store.claim(self.name, want)
             except Exception:
+                self.metrics.claim_failed.inc()
                 log.exception("claiming deliveries failed; retrying shortly")
                 await self._sleep(self.settings.poll_interval_s)
                 continue
+            self.metrics.claim_batch.observe(len(jobs))
             for job in jobs:
                 task = asyncio.create_task(self._run_job(job))
                 self._inflight[job.delivery.id] = task
@@ -244,6 +250,7 @@ class Worker:
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
 
     async def _run_job(self, job: Job) -> None:
+        DELIVERY_ID.set(job.delivery.delivery_id)  # for log lines about this attempt
         try:
             try:
                 outcome, started_at = await attempt(job, self.sender, self.settings)
@@ -254,6 +261,7 @@ class Worker:
                 outcome = Outcome(OutcomeKind.CONNECTION_FAILED, 0, error=f"internal error: {exc}")
                 started_at = utcnow()
             record = decide(job, outcome, started_at, self.policy)
+            self.metrics.attempted(job.delivery.event, outcome, record.next_status)
             self._results.append(record)
             self._results_ready.set()
             if record.next_status is Status.PENDING and record.next_attempt_at is not None:
@@ -304,7 +312,7 @@ class Worker:
         while self._results:
             batch, self._results = self._results, []
             try:
-                await self.store.record(self.name, batch)
+                await self._record(batch)
             except Exception as exc:
                 if self._closing:
                     # Their leases will expire and another worker sends them again.
@@ -324,6 +332,15 @@ class Worker:
             self._unavailable_s = 0.0
             self._slot_free.set()
 
+    async def _record(self, records: list[AttemptRecord]) -> None:
+        """Write ``records`` in one transaction, counted in the metrics."""
+        try:
+            await self.store.record(self.name, records)
+        except Exception:
+            self.metrics.record_failed.inc()
+            raise
+        self.metrics.record_batch.observe(len(records))
+
     async def _back_off(self, exc: Exception, count: int) -> None:
         """The database is unavailable: wait a little longer each time, up to a cap."""
         delay_s = min(RECORD_BACKOFF_CAP_S, max(RECORD_BACKOFF_S, self._unavailable_s * 2))
@@ -341,7 +358,7 @@ class Worker:
         False when the database turned out to be unavailable (the rest is kept for later)."""
         for position, record in enumerate(batch):
             try:
-                await self.store.record(self.name, [record])
+                await self._record([record])
             except Exception as exc:
                 if classify(exc) is not None:
                     self._results = batch[position:] + self._results
@@ -362,6 +379,7 @@ class Worker:
                     record.delivery_id,
                     record.log_id,
                     first_line(exc),
+                    extra={"delivery_id": record.delivery_id},
                 )
                 self._slot_free.set()
                 return
@@ -373,6 +391,7 @@ class Worker:
                 record.delivery_id,
                 tries - 1,
                 first_line(exc),
+                extra={"delivery_id": record.delivery_id},
             )
             record = dataclasses.replace(record, error=UNRECORDABLE, response_excerpt=None)
             tries = 1
@@ -382,6 +401,7 @@ class Worker:
                 record.attempt,
                 record.delivery_id,
                 first_line(exc),
+                extra={"delivery_id": record.delivery_id},
             )
         due = asyncio.get_running_loop().time() + delays[tries - 1]
         self._set_aside_records.append((due, tries, record))
@@ -395,7 +415,7 @@ class Worker:
         self._set_aside_records = [item for item in self._set_aside_records if item[0] > now]
         for _, tries, record in due:
             try:
-                await self.store.record(self.name, [record])
+                await self._record([record])
             except Exception as exc:
                 if classify(exc) is not None:
                     later = asyncio.get_running_loop().time() + RECORD_BACKOFF_CAP_S

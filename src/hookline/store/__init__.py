@@ -464,3 +464,8 @@ class Store:
     ) -> dict[tuple[int, str], int]:
         async with self.db.read() as conn:
             return await views.timeseries(conn, user_id, start, bucket, endpoint_id)
+
+    async def queue_stats(self) -> views.QueueStats:
+        """The whole queue by state, and the disabled endpoints, for metrics."""
+        async with self.db.read() as conn:
+            return await views.queue_stats(conn, utcnow())

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, TextClause, and_, func, select, text, type_coerce
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    TextClause,
+    and_,
+    func,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline.store.queue import status_is
@@ -17,6 +26,7 @@ from hookline.store.schema import (
     deliveries,
     delivery_attempts,
     delivery_stats,
+    endpoints,
     messages,
 )
 from hookline.timeutil import to_micros
@@ -268,3 +278,55 @@ async def timeseries(
         .group_by(text("1"), deliveries.c.status)
     )
     return {(int(b), status): int(n) for b, status, n in rows}
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The queue as a metrics scrape reports it."""
+
+    read_at: datetime
+    due: int  #: pending and due now
+    scheduled: int  #: pending, due later (waiting for a retry)
+    in_flight: int  #: leased to a worker
+    oldest_due_at: datetime | None  #: when the longest-waiting due delivery came due
+    endpoints_disabled: int  #: webhooks switched off
+
+    @property
+    def oldest_due_age_s(self) -> float:
+        """How long the longest-waiting due delivery had been due when this was read."""
+        if self.oldest_due_at is None:
+            return 0.0
+        return max(0.0, (self.read_at - self.oldest_due_at).total_seconds())
+
+
+def _count(table: Any, *where: ColumnElement[bool]) -> Any:
+    return select(func.count()).select_from(table).where(*where).scalar_subquery()
+
+
+async def queue_stats(conn: AsyncConnection, now: datetime) -> QueueStats:
+    """The open deliveries by state, the oldest due one and the disabled endpoints, in one
+    statement. It walks the partial indexes on pending and in-flight rows, so it costs as much
+    as the backlog is long: callers cache it (``metrics.QUEUE_CACHE_S``)."""
+    due = deliveries.c.next_attempt_at <= now
+    row = (
+        await conn.execute(
+            select(
+                _count(deliveries, status_is(Status.PENDING), due).label("due"),
+                _count(deliveries, status_is(Status.PENDING), ~due).label("scheduled"),
+                _count(deliveries, status_is(Status.IN_FLIGHT)).label("in_flight"),
+                select(func.min(deliveries.c.next_attempt_at))
+                .where(status_is(Status.PENDING), due)
+                .scalar_subquery()
+                .label("oldest_due_at"),
+                _count(endpoints, ~endpoints.c.enabled).label("endpoints_disabled"),
+            )
+        )
+    ).one()
+    return QueueStats(
+        read_at=now,
+        due=int(row.due),
+        scheduled=int(row.scheduled),
+        in_flight=int(row.in_flight),
+        oldest_due_at=row.oldest_due_at,
+        endpoints_disabled=int(row.endpoints_disabled),
+    )

@@ -8,7 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, status
 
-from hookline.api.deps import CurrentUser, PolicyDep, SenderDep, SettingsDep, StoreDep
+from hookline.api.deps import (
+    CurrentUser,
+    MetricsDep,
+    PolicyDep,
+    SenderDep,
+    SettingsDep,
+    StoreDep,
+)
 from hookline.api.endpoint_rules import could_be_id, header_problems
 from hookline.api.endpoint_schemas import (
     CreatedEndpointResponse,
@@ -21,7 +28,13 @@ from hookline.api.endpoint_schemas import (
 from hookline.api.errors import ApiError, ErrorBody
 from hookline.api.ratelimit import RateLimiterDep
 from hookline.api.routes.webhooks import AUTH_ERRORS, BAD_BODY, INVALID, Responses, deliver_test
-from hookline.api.schemas import MessageResponse, RegenerateResponse, TestFailure, TestSuccess
+from hookline.api.schemas import (
+    MessageResponse,
+    RegenerateResponse,
+    TestFailure,
+    TestResult,
+    TestSuccess,
+)
 from hookline.config import Settings
 from hookline.ssrf import TargetPolicy
 from hookline.store import EndpointFields, EndpointRow, NotFound, Store, TooMany
@@ -101,7 +114,9 @@ async def _check(
     return folded
 
 
-@router.get("", response_model=EndpointsResponse, responses=AUTH_ERRORS)
+@router.get(
+    "", operation_id="listEndpoints", response_model=EndpointsResponse, responses=AUTH_ERRORS
+)
 async def list_endpoints(user: CurrentUser, store: StoreDep) -> EndpointsResponse:
     """The user's endpoints, the primary first, then oldest first. Never their secrets."""
     return EndpointsResponse(endpoints=[_view(e) for e in await store.list_endpoints(user.id)])
@@ -109,6 +124,7 @@ async def list_endpoints(user: CurrentUser, store: StoreDep) -> EndpointsRespons
 
 @router.post(
     "",
+    operation_id="createEndpoint",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedEndpointResponse,
     responses={**AUTH_ERRORS, **BAD_BODY, **INVALID},
@@ -141,6 +157,7 @@ async def create_endpoint(
 
 @router.get(
     "/{endpoint_id}",
+    operation_id="getEndpoint",
     response_model=EndpointResponse,
     responses={**AUTH_ERRORS, **NOT_FOUND, **INVALID},
 )
@@ -153,6 +170,7 @@ async def get_endpoint(
 
 @router.patch(
     "/{endpoint_id}",
+    operation_id="updateEndpoint",
     response_model=EndpointResponse,
     responses={**AUTH_ERRORS, **BAD_BODY, **INVALID, **NOT_FOUND},
 )
@@ -185,6 +203,7 @@ async def update_endpoint(
 
 @router.delete(
     "/{endpoint_id}",
+    operation_id="deleteEndpoint",
     response_model=MessageResponse,
     responses={**AUTH_ERRORS, **NOT_FOUND, **INVALID},
 )
@@ -201,10 +220,11 @@ async def delete_endpoint(
 
 @router.post(
     "/{endpoint_id}/regenerate-secret",
+    operation_id="regenerateEndpointSecret",
     response_model=RegenerateResponse,
     responses={**AUTH_ERRORS, **NOT_FOUND, **INVALID},
 )
-async def regenerate_secret(
+async def regenerate_endpoint_secret(
     endpoint_id: EndpointId, user: CurrentUser, store: StoreDep, settings: SettingsDep
 ) -> RegenerateResponse:
     """Give the endpoint a new secret. The old one also signs deliveries for a grace period."""
@@ -219,7 +239,8 @@ async def regenerate_secret(
 
 @router.post(
     "/{endpoint_id}/test",
-    response_model=TestSuccess | TestFailure,
+    operation_id="sendEndpointTest",
+    response_model=TestResult,
     responses={
         **AUTH_ERRORS,
         **NOT_FOUND,
@@ -227,15 +248,18 @@ async def regenerate_secret(
         429: {"model": ErrorBody, "description": "Too many tests; see Retry-After"},
     },
 )
-async def send_test(
+async def send_endpoint_test(
     endpoint_id: EndpointId,
     user: CurrentUser,
     store: StoreDep,
     sender: SenderDep,
     settings: SettingsDep,
     limiter: RateLimiterDep,
+    metrics: MetricsDep,
 ) -> TestSuccess | TestFailure:
     """Send one `webhook.test` delivery to this endpoint now, wait for it, and report, as
     /api/webhooks/test does for the primary one (and counted against the same limit)."""
     not_found = _not_found(endpoint_id)
-    return await deliver_test(user.id, endpoint_id, store, sender, settings, limiter, not_found)
+    return await deliver_test(
+        user.id, endpoint_id, store, sender, settings, limiter, metrics, not_found
+    )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, status
 
-from hookline.api.deps import CurrentAdmin, SettingsDep, StoreDep, WakeDep
+from hookline.api.deps import CurrentAdmin, MetricsDep, SettingsDep, StoreDep, WakeDep
 from hookline.api.errors import ApiError, ErrorBody
 from hookline.api.schemas import PublishIn, PublishResponse
 from hookline.events import EventError, check_event
@@ -15,6 +17,7 @@ router = APIRouter(prefix="/api", tags=["events"])
 
 @router.post(
     "/events",
+    operation_id="publishEvent",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PublishResponse,
     responses={
@@ -31,7 +34,12 @@ router = APIRouter(prefix="/api", tags=["events"])
     },
 )
 async def publish(
-    body: PublishIn, _: CurrentAdmin, store: StoreDep, settings: SettingsDep, wake: WakeDep
+    body: PublishIn,
+    _: CurrentAdmin,
+    store: StoreDep,
+    settings: SettingsDep,
+    wake: WakeDep,
+    metrics: MetricsDep,
 ) -> PublishResponse:
     """Accept an event. When this answers 202, its deliveries are stored and will be sent."""
     try:
@@ -46,7 +54,9 @@ async def publish(
             413,
             f"data is {len(data_json)} bytes; the limit is {settings.max_event_data_bytes} bytes",
         )
+    started = time.perf_counter()
     result = await store.publish(body.userId, body.event, data_json)
+    metrics.publish_done(body.event, bool(result.delivery_ids), time.perf_counter() - started)
     if result.delivery_ids:
         wake.set()
     return PublishResponse(deliveryIds=result.delivery_ids, reason=result.reason)

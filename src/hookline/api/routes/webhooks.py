@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from hookline.api.deps import CurrentUser, PolicyDep, SenderDep, SettingsDep, StoreDep
+from hookline.api.deps import (
+    CurrentUser,
+    MetricsDep,
+    PolicyDep,
+    SenderDep,
+    SettingsDep,
+    StoreDep,
+)
 from hookline.api.endpoint_rules import could_be_id
 from hookline.api.errors import ApiError, ErrorBody
 from hookline.api.ratelimit import RateLimiter, RateLimiterDep
@@ -20,6 +27,7 @@ from hookline.api.schemas import (
     EventCounts,
     LogDetail,
     LogDetailResponse,
+    LoggedEvent,
     LogItem,
     LogsResponse,
     MessageResponse,
@@ -29,13 +37,16 @@ from hookline.api.schemas import (
     SavedConfig,
     StatsResponse,
     TestFailure,
+    TestResult,
     TestSuccess,
     TimeseriesResponse,
+    Window,
 )
 from hookline.config import Settings
 from hookline.delivery.sender import Sender
 from hookline.delivery.worker import attempt, decide, policy_for
 from hookline.events import TEST_EVENT
+from hookline.metrics import Metrics
 from hookline.payload import delivery_body
 from hookline.store import EndpointRow, LogRow, NotFound, Status, Store, TooMany
 from hookline.targets import TargetError, check_target, check_url
@@ -73,7 +84,9 @@ def _config_view(endpoint: EndpointRow) -> ConfigView:
     )
 
 
-@router.get("/config", response_model=ConfigResponse, responses=AUTH_ERRORS)
+@router.get(
+    "/config", operation_id="getConfig", response_model=ConfigResponse, responses=AUTH_ERRORS
+)
 async def get_config(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> ConfigResponse:
     """The user's webhook configuration (never its secret) and the events on offer."""
     endpoint = await store.get_config(user.id)
@@ -86,6 +99,7 @@ async def get_config(user: CurrentUser, store: StoreDep, settings: SettingsDep) 
 
 @router.post(
     "/config",
+    operation_id="saveConfig",
     response_model=SaveConfigResponse,
     responses={**AUTH_ERRORS, **BAD_BODY, **INVALID},
 )
@@ -128,7 +142,12 @@ async def save_config(
     )
 
 
-@router.delete("/config", response_model=MessageResponse, responses={**AUTH_ERRORS, **NOT_FOUND})
+@router.delete(
+    "/config",
+    operation_id="deleteConfig",
+    response_model=MessageResponse,
+    responses={**AUTH_ERRORS, **NOT_FOUND},
+)
 async def delete_config(user: CurrentUser, store: StoreDep) -> MessageResponse:
     """Delete the webhook. Its delivery logs stay until retention removes them."""
     try:
@@ -140,6 +159,7 @@ async def delete_config(user: CurrentUser, store: StoreDep) -> MessageResponse:
 
 @router.post(
     "/regenerate-secret",
+    operation_id="regenerateSecret",
     response_model=RegenerateResponse,
     responses={**AUTH_ERRORS, **NOT_FOUND},
 )
@@ -156,7 +176,8 @@ async def regenerate_secret(
 
 @router.post(
     "/test",
-    response_model=TestSuccess | TestFailure,
+    operation_id="sendTest",
+    response_model=TestResult,
     responses={
         **AUTH_ERRORS,
         **NOT_FOUND,
@@ -169,10 +190,11 @@ async def send_test(
     sender: SenderDep,
     settings: SettingsDep,
     limiter: RateLimiterDep,
+    metrics: MetricsDep,
 ) -> TestSuccess | TestFailure:
     """Send one `webhook.test` delivery now, wait for it, and report. Never retried."""
     not_found = ApiError(404, "No webhook configuration: create one first")
-    return await deliver_test(user.id, None, store, sender, settings, limiter, not_found)
+    return await deliver_test(user.id, None, store, sender, settings, limiter, metrics, not_found)
 
 
 async def deliver_test(
@@ -182,6 +204,7 @@ async def deliver_test(
     sender: Sender,
     settings: Settings,
     limiter: RateLimiter,
+    metrics: Metrics,
     not_found: ApiError,
 ) -> TestSuccess | TestFailure:
     """Send a `webhook.test` delivery to an endpoint (the primary when ``endpoint_id`` is
@@ -196,7 +219,9 @@ async def deliver_test(
     except NotFound as exc:
         raise not_found from exc
     outcome, started_at = await attempt(job, sender, settings)
-    await store.record(owner, [decide(job, outcome, started_at, policy_for(settings))])
+    record = decide(job, outcome, started_at, policy_for(settings))
+    metrics.attempted(TEST_EVENT, outcome, record.next_status)
+    await store.record(owner, [record])
     if outcome.ok and outcome.status_code is not None:
         return TestSuccess(statusCode=outcome.status_code, deliveryId=job.delivery.delivery_id)
     return TestFailure(
@@ -249,7 +274,10 @@ async def _check_endpoint_filter(store: Store, user_id: str, endpoint_id: str | 
 
 
 @router.get(
-    "/logs", response_model=LogsResponse, responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT}
+    "/logs",
+    operation_id="listLogs",
+    response_model=LogsResponse,
+    responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT},
 )
 async def list_logs(
     user: CurrentUser,
@@ -257,7 +285,7 @@ async def list_logs(
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    event: Annotated[str | None, Query(max_length=100)] = None,
+    event: Annotated[LoggedEvent | None, Query(max_length=100)] = None,
     success: bool | None = None,
     endpoint_id: EndpointFilter = None,
 ) -> LogsResponse:
@@ -277,6 +305,7 @@ async def list_logs(
 
 @router.get(
     "/logs/{log_id}",
+    operation_id="getLog",
     response_model=LogDetailResponse,
     responses={
         **AUTH_ERRORS,
@@ -329,7 +358,10 @@ def _ratio(numerator: float, denominator: int) -> str:
 
 
 @router.get(
-    "/stats", response_model=StatsResponse, responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT}
+    "/stats",
+    operation_id="getStats",
+    response_model=StatsResponse,
+    responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT},
 )
 async def stats(
     user: CurrentUser, store: StoreDep, settings: SettingsDep, endpoint_id: EndpointFilter = None
@@ -362,22 +394,23 @@ async def stats(
     )
 
 
-WINDOWS: dict[str, tuple[timedelta, timedelta]] = {
-    "24h": (timedelta(hours=24), timedelta(hours=1)),
-    "7d": (timedelta(days=7), timedelta(hours=6)),
-    "30d": (timedelta(days=30), timedelta(days=1)),
+WINDOWS: dict[Window, tuple[timedelta, timedelta]] = {
+    Window.HOURS_24: (timedelta(hours=24), timedelta(hours=1)),
+    Window.DAYS_7: (timedelta(days=7), timedelta(hours=6)),
+    Window.DAYS_30: (timedelta(days=30), timedelta(days=1)),
 }
 
 
 @router.get(
     "/stats/timeseries",
+    operation_id="getTimeseries",
     response_model=TimeseriesResponse,
     responses={**AUTH_ERRORS, **INVALID, **NO_ENDPOINT},
 )
 async def stats_timeseries(
     user: CurrentUser,
     store: StoreDep,
-    window: Literal["24h", "7d", "30d"] = "7d",
+    window: Window = Window.DAYS_7,
     endpoint_id: EndpointFilter = None,
 ) -> TimeseriesResponse:
     """Finished deliveries over time, successful against failed, in buckets fit to the window."""
