@@ -76,6 +76,8 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
     Column("revoked_at", Timestamp, nullable=True),
+    # Written by authentication at most once a minute per token (users.TOUCH_EVERY).
+    Column("last_used_at", Timestamp, nullable=True),
 )
 
 # A user's webhook endpoints. The guide's API manages the one in slot "default"; the slot
