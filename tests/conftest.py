@@ -66,6 +66,22 @@ def postgres_migrated() -> Iterator[str]:
 
 
 @pytest.fixture(params=BACKENDS)
+def unmigrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each backend with no schema: on SQLite a path where no file exists yet,
+    on PostgreSQL an empty database of this test's own (dropped after it)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'unmigrated.db'}"
+        return
+    base = postgres_url()
+    assert base
+    name = f"hookline_unmigrated_{os.getpid()}"
+    asyncio.run(_admin(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    asyncio.run(_admin(base, f"CREATE DATABASE {name}"))
+    yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    asyncio.run(_admin(base, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database of each backend."""
     if request.param == "sqlite":

@@ -1,27 +1,35 @@
 """The ``hookline`` command: serve | worker | migrate | users | tokens | publish | purge |
-rotate-keys | keygen. Every failure is one line on stderr and a non-zero exit."""
+rotate-keys | keygen. Every failure is one line on stderr and a non-zero exit; ``--debug``
+adds the traceback. Only ``migrate`` creates a database (or its directory); every other
+command refuses one that is missing or not migrated, and says to run ``hookline migrate``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from hookline import aio
+from hookline import __version__, aio
 from hookline.config import Settings
 from hookline.crypto import KeyConfigError, dev_key_path, generate_key, load_box
 from hookline.events import EventError, check_event
 from hookline.payload import PayloadError
 from hookline.store import NotFound, Store
+from hookline.store.errors import DatabaseFault, classify
+from hookline.timeutil import iso
 
 app = typer.Typer(
     name="hookline",
@@ -31,12 +39,38 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
-tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+users_app = typer.Typer(help="Create and list users.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 
 T = TypeVar("T")
+
+
+#: Set by the global --debug option: failures print their traceback too.
+_debug = False
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"hookline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On a failure, print its traceback too.")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
 
 
 class CliError(Exception):
@@ -53,16 +87,72 @@ def settings() -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = "HOOKLINE_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-        fail(f"invalid setting {name}: {err['msg']}")
+        fail(f"invalid setting {name}: {err['msg'].removeprefix('Value error, ')}")
 
 
-def with_store(config: Settings, action: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``action`` against a store for ``config`` and close it."""
+def _sqlite_file(config: Settings) -> Path | None:
+    """The SQLite database file, or None for PostgreSQL and an in-memory database."""
+    path = config.sqlite_path
+    return None if path is None or str(path) == ":memory:" else path
+
+
+def _database_name(config: Settings) -> str:
+    """The database as an operator recognises it: a file's absolute path, a URL without its
+    password."""
+    path = _sqlite_file(config)
+    if path is not None:
+        return str(path.absolute())
+    return make_url(config.database_url).render_as_string(hide_password=True)
+
+
+def _require_database_file(config: Settings) -> None:
+    """Refuse a missing SQLite file: connecting would create an empty one (and used to create
+    its directory too), which only hides a mistyped path or the wrong working directory."""
+    path = _sqlite_file(config)
+    if path is not None and not path.exists():
+        fail(
+            f"there is no database at {path.absolute()}: run 'hookline migrate' to create it, "
+            "or point HOOKLINE_DATABASE_URL at the existing one"
+        )
+
+
+async def _schema_problem(store: Store, name: str) -> str | None:
+    """Why the store's schema cannot serve this code, in a sentence; None when it can."""
+    from hookline.store.migrate import is_known
+    from hookline.store.readiness import current_revision, head_revision
+
+    current, head = await current_revision(store.db), head_revision()
+    if current == head:
+        return None
+    if current is None:
+        return f"the database {name} has no hookline schema: run 'hookline migrate' first"
+    if not is_known(current):
+        return (
+            f"the database {name} is at migration {current}, which this hookline "
+            f"({__version__}, migrations up to {head}) does not know: upgrade hookline"
+        )
+    return f"the database {name} is at migration {current}, not {head}: run 'hookline migrate'"
+
+
+def with_store(
+    config: Settings, action: Callable[[Store], Awaitable[T]], *, migrated: bool = True
+) -> T:
+    """Run ``action`` against a store for ``config`` and close it. Unless ``migrated`` is
+    False, refuse first a missing SQLite file and a schema that is not the current one."""
+    if migrated:
+        _require_database_file(config)
 
     async def run() -> T:
         store = Store(config)
         try:
+            if migrated and (problem := await _schema_problem(store, _database_name(config))):
+                fail(problem)
             return await action(store)
+        except (OSError, SQLAlchemyError) as exc:
+            if classify(exc) is DatabaseFault.UNAVAILABLE:
+                name = _database_name(config)
+                raise CliError(f"cannot reach the database {name}: {_first_line(exc)}") from exc
+            raise
         finally:
             await store.close()
 
@@ -98,20 +188,46 @@ def _require_keys_that_open(config: Settings) -> None:
 
 
 def _require_migrated(config: Settings) -> None:
-    from hookline.store.migrate import is_current
+    async def nothing(store: Store) -> None:
+        return None
 
-    if not is_current(config.database_url):
-        fail("the database is not migrated to the current schema: run 'hookline migrate' first")
+    with_store(config, nothing)
 
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations (idempotent)."""
-    from hookline.store.migrate import upgrade
+    """Create or upgrade the database schema.
+
+    Safe to run again: it says what it did. On SQLite it creates the database file, and the
+    directory it goes in, when they are missing.
+    """
+    from hookline.store.migrate import is_known, upgrade
+    from hookline.store.readiness import current_revision, head_revision
 
     config = settings()
+    name = _database_name(config)
+    path = _sqlite_file(config)
+    new_file = path is not None and not path.exists()
+    if path is not None and not path.parent.exists():
+        path.parent.mkdir(parents=True)
+        typer.echo(f"created the directory {path.parent.absolute()} for the database")
+    before = with_store(config, lambda store: current_revision(store.db), migrated=False)
+    head = head_revision()
+    if before == head:
+        typer.echo(f"the database {name} is already at the current migration {head}")
+        return
+    if before is not None and not is_known(before):
+        fail(
+            f"the database {name} is at migration {before}, which this hookline "
+            f"({__version__}, migrations up to {head}) does not know: upgrade hookline"
+        )
     upgrade(config.database_url)
-    typer.echo("database is up to date", err=True)
+    if new_file:
+        typer.echo(f"created the database {name} at migration {head}")
+    elif before is None:
+        typer.echo(f"created the schema in the database {name} at migration {head}")
+    else:
+        typer.echo(f"upgraded the database {name} from migration {before} to {head}")
 
 
 @app.command()
@@ -122,7 +238,10 @@ def serve(
         bool, typer.Option("--no-worker", help="Serve the API only; run 'hookline worker' apart.")
     ] = False,
 ) -> None:
-    """Serve the API (and, unless --no-worker, the delivery worker in the same process)."""
+    """Serve the API, the dashboard and a delivery worker.
+
+    The worker runs in the same process unless --no-worker (then run 'hookline worker').
+    """
     import uvicorn
 
     from hookline.api.app import create_app
@@ -137,7 +256,8 @@ def serve(
         logging.getLogger("hookline").warning(
             "development mode: plain http targets and loopback addresses are allowed"
         )
-        created = with_store(config, lambda store: store.bootstrap_admin())
+        # migrated=False: checked above (and alembic's INFO lines would show in the log now).
+        created = with_store(config, lambda store: store.bootstrap_admin(), migrated=False)
         if created is not None:
             user, token = created
             typer.echo(
@@ -146,6 +266,11 @@ def serve(
                 f"    {token}\n\n"
                 f"API docs:  {base}/docs\nDashboard: {base}/dashboard\n"
             )
+    elif not with_store(config, lambda store: store.count_users(), migrated=False):
+        logging.getLogger("hookline").warning(
+            "no users yet: create an admin, whose token publishes events, with "
+            "'hookline users create NAME --admin'"
+        )
     from hookline.api.server import protocol_for
 
     uvicorn.run(
@@ -172,7 +297,10 @@ def worker(
         str, typer.Option(help="Address the metrics port listens on.")
     ] = "127.0.0.1",
 ) -> None:
-    """Run a delivery worker alone (several may share one PostgreSQL database)."""
+    """Run a delivery worker alone.
+
+    Several may share one PostgreSQL database.
+    """
     from hookline.delivery.worker import Worker
     from hookline.metrics import Metrics
     from hookline.targets import sender_for
@@ -229,6 +357,29 @@ def users_create(
         typer.echo(f"created {kind} {user.id} ({user.name})\ntoken (shown once): {token}")
 
 
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """List users: id, admin or not, created, name."""
+    listed = with_store(settings(), lambda store: store.list_users())
+    if as_json:
+        rows = [
+            {"id": u.id, "name": u.name, "admin": u.is_admin, "createdAt": iso(u.created_at)}
+            for u in listed
+        ]
+        typer.echo(json.dumps(rows))
+    elif not listed:
+        typer.echo(
+            "no users yet: create an admin with 'hookline users create NAME --admin'", err=True
+        )
+    else:
+        _table(
+            ["ID", "ADMIN", "CREATED", "NAME"],
+            [[u.id, "yes" if u.is_admin else "no", _when(u.created_at), u.name] for u in listed],
+        )
+
+
 @tokens_app.command("create")
 def tokens_create(
     user_id: Annotated[str, typer.Argument(help="The user's id.")],
@@ -240,6 +391,57 @@ def tokens_create(
         typer.echo(json.dumps({"id": token_id, "userId": user_id, "token": token}))
     else:
         typer.echo(f"created token {token_id}\ntoken (shown once): {token}")
+
+
+@tokens_app.command("list")
+def tokens_list(
+    user_id: Annotated[
+        str | None, typer.Argument(help="Only this user's tokens (default: everyone's).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array.")] = False,
+) -> None:
+    """List live API tokens: id, user, created, last used.
+
+    The tokens themselves are never shown: only their hashes are stored. Last used is
+    recorded at most once a minute.
+    """
+    listed = with_store(settings(), lambda store: store.list_tokens(user_id))
+    if as_json:
+        rows = [
+            {
+                "id": t.id,
+                "userId": t.user_id,
+                "userName": t.user_name,
+                "createdAt": iso(t.created_at),
+                "lastUsedAt": iso(t.last_used_at),
+            }
+            for t in listed
+        ]
+        typer.echo(json.dumps(rows))
+    elif not listed:
+        typer.echo("no live tokens", err=True)
+    else:
+        _table(
+            ["ID", "USER", "CREATED", "LAST USED", "USER NAME"],
+            [
+                [t.id, t.user_id, _when(t.created_at), _when(t.last_used_at), t.user_name]
+                for t in listed
+            ],
+        )
+
+
+def _when(moment: datetime | None) -> str:
+    """A time for a table: UTC to the second, or 'never'."""
+    return "never" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print aligned columns; the last one (a free-form name) goes unpadded."""
+    rows = [list(header)] + [[*row[:-1], " ".join(row[-1].split())] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[-1]]).rstrip())
 
 
 @tokens_app.command("revoke")
@@ -277,7 +479,7 @@ def purge(
         float | None, typer.Option(min=0, help="Default: HOOKLINE_RETENTION_DAYS (90).")
     ] = None,
 ) -> None:
-    """Delete finished deliveries older than the retention period."""
+    """Delete finished deliveries past the retention period."""
     config = settings()
     days = config.retention_days if older_than_days is None else older_than_days
     deleted = with_store(config, lambda store: store.purge(timedelta(days=days)))
@@ -286,7 +488,10 @@ def purge(
 
 @app.command("rotate-keys")
 def rotate_keys() -> None:
-    """Re-encrypt every webhook secret with the newest key of HOOKLINE_SECRET_KEYS."""
+    """Re-encrypt every webhook secret with the newest key.
+
+    The newest key is the first of HOOKLINE_SECRET_KEYS.
+    """
     config = settings()
 
     async def run(store: Store) -> int:
@@ -329,14 +534,40 @@ def main() -> None:
         typer.echo(f"hookline: {message} (see 'hookline --help')", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except (CliError, NotFound, KeyConfigError, EventError, PayloadError) as exc:
-        typer.echo(f"hookline: {exc}", err=True)
-        sys.exit(1)
+        _exit_with(exc, str(exc))
     except (OSError, SQLAlchemyError) as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        typer.echo(f"hookline: {first_line}", err=True)
-        sys.exit(1)
+        _exit_with(exc, _database_failure(exc))
+    except Exception as exc:  # a bug, or a library's error nothing above translated
+        _exit_with(
+            exc, f"{type(exc).__name__}: {_first_line(exc)} (run with --debug for the traceback)"
+        )
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _exit_with(exc: BaseException, message: str) -> NoReturn:
+    if _debug:
+        traceback.print_exception(exc)
+    typer.echo(f"hookline: {message}", err=True)
+    sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    # SQLAlchemy wraps a driver's error (``orig``) in a message of several lines; asyncpg's
+    # errors, through SQLAlchemy, start with their class.
+    orig = getattr(exc, "orig", None)
+    text = re.sub(r"^<class '[\w.]+'>: ", "", str(orig if orig is not None else exc).strip())
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
+def _database_failure(exc: OSError | SQLAlchemyError) -> str:
+    line = _first_line(exc)
+    fault = classify(exc)
+    if fault is DatabaseFault.UNAVAILABLE:
+        return f"the database is unavailable: {line}"
+    if fault is DatabaseFault.FULL:
+        return f"the database is full: {line}"
+    return line
 
 
 if __name__ == "__main__":

@@ -13,6 +13,33 @@ from hookline.events import DEFAULT_EVENTS
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/hookline.db"
 
+# The URL schemes people paste, and the async driver each one runs on.
+_DATABASE_SCHEMES = {
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "sqlite": "sqlite+aiosqlite",
+}
+_DATABASE_URL_FORMS = (
+    "use postgresql://USER:PASSWORD@HOST:PORT/DB (postgres:// and postgresql+asyncpg:// too) "
+    "or sqlite:///PATH (sqlite+aiosqlite:///PATH too)"
+)
+
+
+def _async_database_url(value: str) -> str:
+    """``value`` with its scheme mapped to the async driver hookline runs on; ValueError for
+    a database or driver hookline does not run on. The rest of the URL is kept as given."""
+    scheme, sep, rest = value.strip().partition("://")
+    driver = _DATABASE_SCHEMES.get(scheme.lower())
+    if not sep or driver is None:
+        # Name the scheme only: the URL may hold a password.
+        shown = f"'{scheme}://'" if sep else "a URL without a scheme"
+        raise ValueError(f"hookline cannot use {shown}: {_DATABASE_URL_FORMS}")
+    if driver == "sqlite+aiosqlite" and not rest.startswith("/"):
+        raise ValueError(f"a SQLite URL needs three slashes before its path: {_DATABASE_URL_FORMS}")
+    return f"{driver}://{rest}"
+
 
 def _split_list(value: object) -> object:
     """Accept a comma-separated string (or a JSON list) for list settings."""
@@ -79,6 +106,11 @@ class Settings(BaseSettings):
     max_header_bytes: int = Field(default=16 * 1024, gt=0)
     max_headers: int = Field(default=100, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return _async_database_url(value)
 
     @field_validator("events", "retry_delays_s", "secret_keys", "allow_targets", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 import hookline
 from hookline.store import Store
 from hookline.store.listen import Listener
-from hookline.store.queries import NOTIFY_CHANNEL
+from hookline.store.queue import NOTIFY_CHANNEL
 from tests.e2e.test_worker_process import worker_env
 from tests.integration.test_publish import EXAMPLE_DATA
 from tests.support import Receiver, make_settings, running_receiver, wait_until

@@ -4,6 +4,8 @@ queue, whose implementation (``queue_postgres`` or ``queue_sqlite``) is chosen h
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,10 +20,9 @@ from hookline.crypto import SecretBox, load_box
 from hookline.events import TEST_EVENT
 from hookline.payload import dumps
 from hookline.store import endpoints as endpoint_sql
-from hookline.store import queries, views
+from hookline.store import users, views
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointFields, EndpointRow
-from hookline.store.queries import User
 from hookline.store.queue import (
     AttemptRecord,
     Claimed,
@@ -37,6 +38,7 @@ from hookline.store.queue import (
 from hookline.store.queue_postgres import PostgresQueue
 from hookline.store.queue_sqlite import SqliteQueue
 from hookline.store.schema import Status
+from hookline.store.users import TokenListing, User, UserListing
 from hookline.store.views import Counts, LogDetailRow, LogRow
 from hookline.timeutil import utcnow
 
@@ -53,10 +55,14 @@ __all__ = [
     "NotFound",
     "Status",
     "Store",
+    "TokenListing",
     "TooMany",
     "Unsent",
     "User",
+    "UserListing",
 ]
+
+log = logging.getLogger("hookline.store")
 
 
 class NotFound(LookupError):
@@ -88,6 +94,9 @@ class Store:
         self.db = Database(settings.database_url, settings.db_pool_size)
         self.queue: Queue = SqliteQueue(self.db) if self.db.sqlite else PostgresQueue(self.db)
         self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
+        # token id -> time.monotonic() of this process's last write of its last_used_at, so
+        # a burst of requests with one token writes once, not once per request in flight.
+        self._touched: dict[str, float] = {}
 
     @property
     def box(self) -> SecretBox:
@@ -105,39 +114,80 @@ class Store:
         """A new user and its first token: (user, token id, token)."""
         async with self.db.write() as conn:
             now = utcnow()
-            user = await queries.insert_user(conn, name, is_admin, now)
-            token_id, token = await queries.insert_token(conn, user.id, now)
+            user = await users.insert_user(conn, name, is_admin, now)
+            token_id, token = await users.insert_token(conn, user.id, now)
         return user, token_id, token
 
     async def bootstrap_admin(self, name: str = "admin") -> tuple[User, str] | None:
         """On an empty database, create the first admin; None when users already exist."""
         async with self.db.write() as conn:
-            if await queries.count_users(conn):
+            if await users.count_users(conn):
                 return None
             now = utcnow()
-            user = await queries.insert_user(conn, name, True, now)
-            _, token = await queries.insert_token(conn, user.id, now)
+            user = await users.insert_user(conn, name, True, now)
+            _, token = await users.insert_token(conn, user.id, now)
         return user, token
+
+    async def count_users(self) -> int:
+        async with self.db.read() as conn:
+            return await users.count_users(conn)
+
+    async def list_users(self) -> list[UserListing]:
+        """Every user, oldest first."""
+        async with self.db.read() as conn:
+            return await users.list_users(conn)
 
     async def create_token(self, user_id: str) -> tuple[str, str]:
         async with self.db.write() as conn:
-            if await queries.get_user(conn, user_id) is None:
+            if await users.get_user(conn, user_id) is None:
                 raise NotFound(f"no user with id {user_id}")
-            return await queries.insert_token(conn, user_id, utcnow())
+            return await users.insert_token(conn, user_id, utcnow())
+
+    async def list_tokens(self, user_id: str | None = None) -> list[TokenListing]:
+        """Live tokens of one user (NotFound when there is no such user) or of everyone."""
+        async with self.db.read() as conn:
+            if user_id is not None and await users.get_user(conn, user_id) is None:
+                raise NotFound(f"no user with id {user_id}")
+            return await users.list_tokens(conn, user_id)
 
     async def revoke_token(self, token_id: str) -> None:
         async with self.db.write() as conn:
-            if not await queries.revoke_token(conn, token_id, utcnow()):
+            if not await users.revoke_token(conn, token_id, utcnow()):
                 raise NotFound(f"no live token with id {token_id}")
 
     async def authenticate(self, token: str) -> User | None:
         """The user a bearer token belongs to, if it is live.
 
         The lookup is by SHA-256 of the token through a unique index, so timing reveals
-        nothing about stored tokens.
+        nothing about stored tokens. It also notes when the token was last used, but writes
+        that at most once a minute per token (``users.TOUCH_EVERY``): a request is a read.
         """
         async with self.db.read() as conn:
-            return await queries.user_by_token_hash(conn, queries.hash_token(token))
+            found = await users.live_token(conn, users.hash_token(token))
+        if found is None:
+            return None
+        now = utcnow()
+        if found.last_used_at is None or now - found.last_used_at >= users.TOUCH_EVERY:
+            await self._touch_token(found.token_id, now)
+        return found.user
+
+    async def _touch_token(self, token_id: str, now: datetime) -> None:
+        """Record that a token was used; a failure is logged, never the request's."""
+        moment = time.monotonic()
+        last = self._touched.get(token_id)
+        if last is not None and moment - last < users.TOUCH_EVERY.total_seconds():
+            return  # this process wrote it (or is writing it) already
+        if len(self._touched) >= 10_000:
+            self._touched.clear()
+        self._touched[token_id] = moment
+        try:
+            if self.db.sqlite:
+                await self.db.run_write(lambda conn: users.touch_token_sync(conn, token_id, now))
+            else:
+                async with self.db.write_once() as conn:
+                    await users.touch_token(conn, token_id, now)
+        except Exception as exc:  # the request was authenticated: it goes on regardless
+            log.warning("could not record that token %s was used: %s", token_id, exc)
 
     # --- endpoints ------------------------------------------------------------------------
 

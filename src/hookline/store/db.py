@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
@@ -59,9 +58,8 @@ def create_engines(url: str, pool_size: int = 20) -> tuple[AsyncEngine, AsyncEng
             url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
         )
         return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
-    database = make_url(url).database
-    if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # No mkdir here: a missing directory is a mistyped path more often than a new database
+    # (only ``hookline migrate`` creates it, and says so).
     writer = create_async_engine(url)
     # Readers run each statement in autocommit: no BEGIN, and nothing to roll back on return,
     # which saves two round trips to SQLite's thread per read.

@@ -18,26 +18,13 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def is_current(url: str) -> bool:
-    """Whether the database at ``url`` is at the newest revision."""
-    import asyncio
-
-    from alembic.runtime.migration import MigrationContext
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of this code's migrations (a newer hookline may have
+    migrated the database further)."""
     from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
 
-    from hookline.store.db import create_engines
-
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-
-    async def current() -> str | None:
-        writer, reader = create_engines(url)
-        try:
-            async with reader.connect() as conn:
-                return await conn.run_sync(
-                    lambda sync: MigrationContext.configure(sync).get_current_revision()
-                )
-        finally:
-            await writer.dispose()
-            await reader.dispose()
-
-    return asyncio.run(current()) == head
+    try:
+        return ScriptDirectory.from_config(alembic_config("")).get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -76,6 +76,8 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
     Column("revoked_at", Timestamp, nullable=True),
+    # Written by authentication at most once a minute per token (users.TOUCH_EVERY).
+    Column("last_used_at", Timestamp, nullable=True),
 )
 
 #: The slot of a user's primary endpoint: the one the guide's /api/webhooks/config manages.
@@ -167,7 +169,7 @@ deliveries = Table(
         sqlite_where=text("status IN ('succeeded', 'failed')"),
     ),
     # Claiming reads only due pending rows: O(batch) however long the log grows. Queries
-    # spell the status as a literal (queries.status_is) so planners can use these indexes.
+    # spell the status as a literal (queue.status_is) so planners can use these indexes.
     Index(
         "ix_deliveries_due",
         "next_attempt_at",

@@ -1,0 +1,201 @@
+"""Upgrades keep data: a database filled at an older migration, upgraded to the newest, still
+holds every row and still serves them. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from hookline.crypto import SecretBox
+from hookline.store import Status, Store
+from hookline.store.db import create_engines
+from hookline.store.migrate import upgrade
+from hookline.store.readiness import current_revision, head_revision
+from hookline.store.users import hash_token
+from hookline.timeutil import utcnow
+from tests.support import TEST_KEY, make_settings
+
+T0 = 1_700_000_000_000_000  # epoch microseconds, the storage form of every timestamp
+TOKENS = {"t_admin": "hl_admin-before-upgrade", "t_ada": "hl_ada-before-upgrade"}
+REVOKED = "hl_revoked-before-upgrade"
+SECRET = "whsec_from-before-the-upgrade"
+
+# Rows as migration 0003's schema holds them, in plain SQL, so they do not depend on the
+# statements of today's code.
+ROWS_AT_0003: list[tuple[str, dict[str, Any]]] = [
+    ("users", {"id": "u_admin", "name": "Publisher", "is_admin": True, "created_at": T0}),
+    ("users", {"id": "u_ada", "name": "Ada", "is_admin": False, "created_at": T0 + 1}),
+    *[
+        (
+            "api_tokens",
+            {
+                "id": token_id,
+                "user_id": user_id,
+                "token_hash": hash_token(token),
+                "created_at": T0 + n,
+                "revoked_at": revoked_at,
+            },
+        )
+        for n, token_id, user_id, token, revoked_at in [
+            (2, "t_admin", "u_admin", TOKENS["t_admin"], None),
+            (3, "t_ada", "u_ada", TOKENS["t_ada"], None),
+            (4, "t_revoked", "u_ada", REVOKED, T0 + 5),
+        ]
+    ],
+    (
+        "endpoints",
+        {
+            "id": "e_ada",
+            "user_id": "u_ada",
+            "slot": "default",
+            "url": "https://hooks.example.com/ada",
+            "enabled": True,
+            "enabled_events": json.dumps(["resume.parsed", "ats.check_completed"]),
+            "secret_enc": SecretBox([TEST_KEY]).encrypt(SECRET),
+            "old_secrets": "[]",
+            "created_at": T0 + 4,
+            "updated_at": T0 + 5,
+        },
+    ),
+    *[
+        (
+            "deliveries",
+            {
+                "id": row_id,
+                "delivery_id": f"00000000-0000-4000-8000-00000000000{n}",
+                "user_id": "u_ada",
+                "endpoint_id": "e_ada",
+                "event": "resume.parsed",
+                "url": "https://hooks.example.com/ada",
+                "body": b'{"event":"resume.parsed","data":{"n":%d}}' % n,
+                "status": status,
+                "attempts": attempts,
+                "max_attempts": 4,
+                "next_attempt_at": T0 + 10 + n,
+                "lease_owner": None,
+                "lease_until": None,
+                "last_status_code": 200 if attempts else None,
+                "last_error": None,
+                "delivered_at": T0 + 20 if attempts else None,
+                "finished_at": T0 + 20 if attempts else None,
+                "created_at": T0 + 10 + n,
+            },
+        )
+        for n, row_id, status, attempts in [
+            (1, "d_done", Status.SUCCEEDED.value, 1),
+            (2, "d_queued", Status.PENDING.value, 0),
+        ]
+    ],
+    (
+        "delivery_attempts",
+        {
+            "delivery_pk": "d_done",
+            "attempt": 1,
+            "created_at": T0 + 20,
+            "duration_ms": 12,
+            "status_code": 200,
+            "error": None,
+            "response_excerpt": "ok",
+        },
+    ),
+    (
+        "delivery_stats",
+        {
+            "user_id": "u_ada",
+            "event": "resume.parsed",
+            "successful": 1,
+            "failed": 0,
+            "attempts_sum": 1,
+        },
+    ),
+]
+
+
+@pytest.fixture
+def url_at_0003(unmigrated_database_url: str) -> Iterator[str]:
+    upgrade(unmigrated_database_url, "0003")
+    yield unmigrated_database_url
+
+
+async def _populate(url: str) -> None:
+    writer, reader = create_engines(url)
+    try:
+        async with writer.begin() as conn:
+            for table, row in ROWS_AT_0003:
+                columns = ", ".join(row)
+                values = ", ".join(f":{name}" for name in row)
+                await conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"), row)
+    finally:
+        await writer.dispose()
+        await reader.dispose()
+
+
+async def _snapshot(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the tables filled, in a stable order, keyed by column name."""
+    writer, reader = create_engines(url)
+    try:
+        async with reader.connect() as conn:
+            tables = {}
+            for name in sorted({table for table, _ in ROWS_AT_0003}):
+                result = await conn.execute(text(f"SELECT * FROM {name}"))
+                rows = [dict(row._mapping) for row in result]
+                tables[name] = sorted(rows, key=lambda row: sorted(map(str, row.items())))
+            return tables
+    finally:
+        await writer.dispose()
+        await reader.dispose()
+
+
+async def test_upgrading_from_0003_keeps_every_row(url_at_0003: str) -> None:
+    await _populate(url_at_0003)
+    before = await _snapshot(url_at_0003)
+    assert sum(map(len, before.values())) == len(ROWS_AT_0003)
+
+    await asyncio.to_thread(upgrade, url_at_0003)  # alembic runs an event loop of its own
+    after = await _snapshot(url_at_0003)
+
+    # The same rows, plus each token's last_used_at, never used so far (0004); each endpoint's
+    # description, headers and rate limit, each delivery's message and each counter's
+    # endpoint (0005): the counters were the user's webhook's, now its primary endpoint's.
+    assert [row.pop("last_used_at") for row in after["api_tokens"]] == [None] * 3
+    new_endpoint_columns = ("description", "headers", "rate_limit", "rate_window", "rate_count")
+    for row in after["endpoints"]:
+        assert [row.pop(name) for name in new_endpoint_columns] == ["", "{}", None, 0, 0]
+    assert [row.pop("message_id") for row in after["deliveries"]] == [None] * len(
+        after["deliveries"]
+    )
+    primary = {row["user_id"]: row["id"] for row in after["endpoints"]}
+    for row in after["delivery_stats"]:
+        assert row.pop("endpoint_id") == primary.get(row["user_id"], "")
+    assert after == before
+
+    store = Store(make_settings(url_at_0003))
+    try:
+        assert await current_revision(store.db) == head_revision()
+        listed = await store.list_tokens()
+        assert [(t.id, t.user_name, t.last_used_at) for t in listed] == [
+            ("t_admin", "Publisher", None),
+            ("t_ada", "Ada", None),
+        ]
+        admin = await store.authenticate(TOKENS["t_admin"])
+        assert admin is not None and admin.id == "u_admin" and admin.is_admin
+        assert await store.authenticate(REVOKED) is None
+        assert [t.last_used_at is not None for t in await store.list_tokens()] == [True, False]
+
+        endpoint = await store.get_config("u_ada")
+        assert endpoint is not None and endpoint.url == "https://hooks.example.com/ada"
+        assert store.signing_secrets(endpoint, utcnow()) == [SECRET]
+        page, total = await store.logs_page("u_ada", 10, 0, None, None)
+        assert total == 2 and {row.delivery_id for row in page} == {
+            "00000000-0000-4000-8000-000000000001",
+            "00000000-0000-4000-8000-000000000002",
+        }
+        counters, open_count = await store.stats("u_ada")
+        assert counters["resume.parsed"].successful == 1 and open_count == 1
+    finally:
+        await store.close()
