@@ -86,8 +86,10 @@ def settings() -> Settings:
         return Settings()
     except ValidationError as exc:
         err = exc.errors()[0]
-        name = "HOOKLINE_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-        fail(f"invalid setting {name}: {err['msg'].removeprefix('Value error, ')}")
+        message = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a rule between settings: its message names them
+            fail(f"invalid settings: {message}")
+        fail(f"invalid setting HOOKLINE_{str(err['loc'][0]).upper()}: {message}")
 
 
 def _sqlite_file(config: Settings) -> Path | None:
@@ -336,7 +338,8 @@ def worker(
                 await stop_metrics()
             await sender.close()
 
-    with_store(config, run)
+    # migrated=False: checked above (and alembic's INFO lines would show in the log now).
+    with_store(config, run, migrated=False)
 
 
 @users_app.command("create")

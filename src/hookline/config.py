@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _lease_outlives_attempt(self) -> Settings:
         if self.lease_s <= self.timeout_s:
-            raise ValueError("lease_s must be longer than timeout_s")
+            raise ValueError("HOOKLINE_LEASE_S must be longer than HOOKLINE_TIMEOUT_S")
         return self
 
     @property

@@ -93,6 +93,10 @@ def test_unmigrated_database_and_bad_settings(tmp_path: Path) -> None:
     assert result.returncode == 1 and "hookline migrate" in result.stderr
     bad = run(fresh, "migrate", HOOKLINE_TIMEOUT_S="zero")
     assert bad.returncode == 1 and "HOOKLINE_TIMEOUT_S" in bad.stderr
+    # A rule between two settings names both variables.
+    between = run(fresh, "migrate", HOOKLINE_LEASE_S="5")
+    assert between.returncode == 1 and between.stderr.count("\n") == 1
+    assert "HOOKLINE_LEASE_S" in between.stderr and "HOOKLINE_TIMEOUT_S" in between.stderr
     production = run(
         fresh,
         "users",

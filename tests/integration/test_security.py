@@ -635,6 +635,10 @@ async def test_test_endpoint_is_rate_limited_per_user(
     async with running_api(settings, run_worker=False) as api:
         _, alice = await api.user("alice")
         _, bob = await api.user("bob")
+        # A test that cannot be sent (no webhook yet) does not count against the limit.
+        for _ in range(4):
+            missing = await api.client.post("/api/webhooks/test", headers=alice)
+            assert missing.status_code == 404, missing.text
         await configure(api, alice, receiver.url)
         await configure(api, bob, receiver.url)
         for _ in range(3):

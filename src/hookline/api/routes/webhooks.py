@@ -209,6 +209,15 @@ async def deliver_test(
 ) -> TestSuccess | TestFailure:
     """Send a `webhook.test` delivery to an endpoint (the primary when ``endpoint_id`` is
     None) now, record it, and say how it went; ``not_found`` when there is no such endpoint."""
+    # Only a test that can be sent counts against the limit.
+    try:
+        if endpoint_id is None:
+            if await store.get_config(user_id) is None:
+                raise NotFound("no webhook configuration")
+        else:
+            await store.get_endpoint(user_id, endpoint_id)
+    except NotFound as exc:
+        raise not_found from exc
     limiter.check(user_id)
     data = {
         "message": "This is a test webhook from hookline",
