@@ -122,6 +122,7 @@ async def test_a_failed_delivery_resent_succeeds_once(api: Api, receiver: Receiv
     assert {"webhook-id", "webhook-timestamp", "webhook-signature", "X-Webhook-Signature"} <= set(
         sent
     )
+    assert set(got) - {name.lower() for name in sent} == {"host", "content-length"}
     first_sent = detail["attempts"][0]["requestHeaders"]
     assert first_sent["webhook-timestamp"] == first.headers["webhook-timestamp"]
     # Never a secret.
