@@ -25,6 +25,7 @@ OPERATIONS = [
     ("POST", "/api/webhooks/test", "sendTest"),
     ("GET", "/api/webhooks/logs", "listLogs"),
     ("GET", "/api/webhooks/logs/{log_id}", "getLog"),
+    ("POST", "/api/webhooks/logs/{log_id}/resend", "resendDelivery"),
     ("GET", "/api/webhooks/stats", "getStats"),
     ("GET", "/api/webhooks/stats/timeseries", "getTimeseries"),
     ("GET", "/api/webhooks/endpoints", "listEndpoints"),

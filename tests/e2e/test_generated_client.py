@@ -117,6 +117,7 @@ def test_the_generated_modules_are_named_after_the_operation_ids(generated: Path
             "send_test",
             "list_logs",
             "get_log",
+            "resend_delivery",
             "get_stats",
             "get_timeseries",
             "publish_event",
@@ -158,6 +159,7 @@ def test_a_round_trip_through_every_operation(
         get_timeseries,
         list_logs,
         regenerate_secret,
+        resend_delivery,
         save_config,
         send_test,
     )
@@ -177,6 +179,7 @@ def test_a_round_trip_through_every_operation(
         PublishResumeParsed,
         PublishTailoringFailed,
         RegenerateResponse,
+        ResendResponse,
         ResumeParsedData,
         SaveConfigResponse,
         StatsResponse,
@@ -313,6 +316,20 @@ def test_a_round_trip_through_every_operation(
     assert sum(b.failed for b in series.buckets) == 1
     default = get_timeseries.sync(client=user)
     assert isinstance(default, TimeseriesResponse) and default.window == Window.DAYS_7
+
+    # resendDelivery: the succeeded delivery once more, as a manual attempt.
+    resent = resend_delivery.sync(client=user, log_id=item.id)
+    assert isinstance(resent, ResendResponse) and resent.success is True
+    assert resent.log.delivery_id == item.delivery_id
+    detail = _eventually(
+        lambda: get_log.sync(client=user, log_id=item.id),
+        lambda d: d.log.attempt_count == 2 and d.log.status == LogDetailStatus.SUCCEEDED,
+    )
+    assert [str(a.trigger) for a in detail.log.attempts] == ["scheduled", "manual"]
+    assert detail.log.next_attempt_at is None
+    assert detail.log.attempts[1].request_headers["webhook-id"] == item.delivery_id
+    unknown = resend_delivery.sync(client=user, log_id="c0000000000000000000000000")
+    assert isinstance(unknown, ErrorBody) and unknown.success is False
 
     # regenerateSecret: a new secret, the old one signing until a time.
     regenerated = regenerate_secret.sync(client=user)

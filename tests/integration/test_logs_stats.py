@@ -51,9 +51,10 @@ async def test_logs_stats_and_filters(api: Api, receiver: Receiver) -> None:
     item = page["logs"][0]
     assert set(item) == {
         "id", "event", "url", "success", "statusCode", "attempts", "error",
-        "deliveryId", "deliveredAt", "createdAt", "endpointId",
+        "deliveryId", "deliveredAt", "createdAt", "endpointId", "status", "nextAttemptAt",
     }  # fmt: skip
     assert item["event"] == "tailoring.failed"  # newest first
+    assert item["status"] == "failed" and item["nextAttemptAt"] is None
     assert item["success"] is False and item["attempts"] == 4 and item["statusCode"] == 500
     assert item["deliveredAt"] is None and item["error"] == "HTTP 500 Internal Server Error"
     created = [entry["createdAt"] for entry in page["logs"]]

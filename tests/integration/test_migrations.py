@@ -122,11 +122,11 @@ def url_at_0003(unmigrated_database_url: str) -> Iterator[str]:
     yield unmigrated_database_url
 
 
-async def _populate(url: str) -> None:
+async def _populate(url: str, rows: list[tuple[str, dict[str, Any]]] = ROWS_AT_0003) -> None:
     writer, reader = create_engines(url)
     try:
         async with writer.begin() as conn:
-            for table, row in ROWS_AT_0003:
+            for table, row in rows:
                 columns = ", ".join(row)
                 values = ", ".join(f":{name}" for name in row)
                 await conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"), row)
@@ -172,6 +172,10 @@ async def test_upgrading_from_0003_keeps_every_row(url_at_0003: str) -> None:
     primary = {row["user_id"]: row["id"] for row in after["endpoints"]}
     for row in after["delivery_stats"]:
         assert row.pop("endpoint_id") == primary.get(row["user_id"], "")
+    # Each attempt's trigger and headers, each delivery's next trigger (0006).
+    for row in after["delivery_attempts"]:
+        assert (row.pop("trigger"), row.pop("request_headers")) == ("scheduled", None)
+    assert {row.pop("next_trigger") for row in after["deliveries"]} == {"scheduled"}
     assert after == before
 
     store = Store(make_settings(url_at_0003))
@@ -197,5 +201,36 @@ async def test_upgrading_from_0003_keeps_every_row(url_at_0003: str) -> None:
         }
         counters, open_count = await store.stats("u_ada")
         assert counters["resume.parsed"].successful == 1 and open_count == 1
+    finally:
+        await store.close()
+
+
+async def test_upgrading_from_0005_keeps_attempts_as_scheduled(
+    unmigrated_database_url: str,
+) -> None:
+    """A 0005 database with attempts: after 0006 they read back as scheduled, without
+    headers, and its finished delivery can be resent."""
+    url = unmigrated_database_url
+    await asyncio.to_thread(upgrade, url, "0005")
+    # The same rows; 0005's counters name the endpoint.
+    rows = [
+        (table, {**row, "endpoint_id": "e_ada"} if table == "delivery_stats" else row)
+        for table, row in ROWS_AT_0003
+    ]
+    await _populate(url, rows)
+    await asyncio.to_thread(upgrade, url)
+    store = Store(make_settings(url))
+    try:
+        detail = await store.log_detail("u_ada", "d_done")
+        assert [(a.attempt, a.status_code, a.trigger.value) for a in detail.attempts] == [
+            (1, 200, "scheduled")
+        ]
+        assert detail.attempts[0].request_headers is None
+        assert detail.log.log_status.value == "succeeded" and detail.log.planned_at is None
+        queued = await store.log_detail("u_ada", "d_queued")
+        assert queued.log.log_status.value == "pending" and queued.log.planned_at is not None
+        assert (await store.resend("u_ada", "d_done")).value == "requeued"
+        counters, open_count = await store.stats("u_ada")
+        assert counters["resume.parsed"].successful == 0 and open_count == 2
     finally:
         await store.close()

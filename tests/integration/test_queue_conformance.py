@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hookline.payload import build_body, delivery_body, dumps
-from hookline.store import AttemptRecord, EndpointFields, Status, Store, Unsent
-from hookline.store.queue import NewEvent, Queue
+from hookline.store import AttemptRecord, EndpointFields, Status, Store, Trigger, Unsent
+from hookline.store.queue import NewEvent, Queue, Requeued
 from hookline.store.queue_postgres import PostgresQueue
 from hookline.store.queue_sqlite import SqliteQueue
 from hookline.store.schema import deliveries, delivery_attempts, messages
@@ -223,6 +223,95 @@ async def test_a_retry_builds_the_same_body(store: Store) -> None:
 
     assert body(first) == body(second)
     assert body(first) == build_body(EVENT, first.delivery_id, first.published_at, user_id, DATA)
+
+
+async def _finish(store: Store, user_id: str, status: Status) -> str:
+    """One delivery of ``user_id``, attempted once and finished as ``status``; its id."""
+    await store.queue.enqueue(new(user_id), utcnow(), 1)
+    [(delivery, _)] = await store.queue.claim("w1", 1, utcnow(), lease(utcnow()))
+    assert await store.queue.record("w1", [outcome(delivery.id, status)], utcnow())
+    return delivery.id
+
+
+async def test_requeue_sends_a_finished_delivery_once_more_as_manual(store: Store) -> None:
+    user_id, [endpoint_id] = await user_with(store, EndpointFields())
+    failed = await _finish(store, user_id, Status.FAILED)
+    counters, _ = await store.stats(user_id)
+    assert counters[EVENT].failed == 1
+
+    now = utcnow()
+    assert await store.queue.requeue(user_id, failed, now, Trigger.MANUAL) is Requeued.REQUEUED
+    # Out of the counters while it is open again; due now.
+    counters, open_now = await store.stats(user_id, endpoint_id)
+    assert (counters[EVENT].failed, counters[EVENT].attempts_sum, open_now) == (0, 0, 1)
+    assert await store.queue.next_due() == now
+    again = await store.queue.requeue(user_id, failed, now, Trigger.MANUAL)
+    assert again is Requeued.NOT_FINISHED
+
+    [(delivery, _)] = await store.queue.claim("w2", 5, utcnow(), lease(utcnow()))
+    assert delivery.id == failed and delivery.trigger is Trigger.MANUAL
+    assert (delivery.attempts, delivery.max_attempts) == (1, 2)  # one more attempt
+    record = AttemptRecord(
+        log_id=failed,
+        attempt=2,
+        started_at=utcnow(),
+        duration_ms=4,
+        status_code=200,
+        error=None,
+        response_excerpt="ok",
+        next_status=Status.SUCCEEDED,
+        trigger=delivery.trigger,
+        request_headers='{"webhook-id":"x"}',
+    )
+    assert await store.queue.record("w2", [record], utcnow()) == [failed]
+    # Counted once, as successful, with both attempts.
+    counters, open_now = await store.stats(user_id)
+    assert (counters[EVENT].successful, counters[EVENT].failed, open_now) == (1, 0, 0)
+    assert counters[EVENT].attempts_sum == 2
+    detail = await store.log_detail(user_id, failed)
+    assert [(a.attempt, a.trigger) for a in detail.attempts] == [
+        (1, Trigger.SCHEDULED),
+        (2, Trigger.MANUAL),
+    ]
+    assert detail.attempts[1].request_headers == '{"webhook-id":"x"}'
+    assert detail.log.status is Status.SUCCEEDED
+    # The next attempt of the delivery is scheduled again, should there be one.
+    assert await store.queue.requeue(user_id, failed, utcnow(), Trigger.MANUAL) is (
+        Requeued.REQUEUED
+    )
+    [(delivery, _)] = await store.queue.claim("w3", 5, utcnow(), lease(utcnow()))
+    assert delivery.trigger is Trigger.MANUAL and delivery.max_attempts == 3
+
+
+async def test_requeue_refuses_what_it_cannot_resend(store: Store) -> None:
+    user_id, [endpoint_id] = await user_with(store, EndpointFields())
+    other, _ = await user_with(store, EndpointFields())
+    now = utcnow()
+    await store.queue.enqueue(new(user_id), now, 4)
+    async with store.db.read() as conn:
+        [pending] = (await conn.execute(select(deliveries.c.id))).scalars()
+    assert await store.queue.requeue(user_id, pending, now, Trigger.MANUAL) is (
+        Requeued.NOT_FINISHED
+    )
+    [(in_flight, _)] = await store.queue.claim("w", 1, now, lease(now))
+    assert await store.queue.requeue(user_id, in_flight.id, now, Trigger.MANUAL) is (
+        Requeued.NOT_FINISHED
+    )
+    await store.queue.record("w", [outcome(in_flight.id, Status.SUCCEEDED)], utcnow())
+    # Another user's delivery, or none at all.
+    assert await store.queue.requeue(other, pending, now, Trigger.MANUAL) is Requeued.NOT_FOUND
+    assert await store.queue.requeue(user_id, "nope", now, Trigger.MANUAL) is Requeued.NOT_FOUND
+    await store.update_endpoint(user_id, endpoint_id, EndpointFields(enabled=False))
+    assert await store.queue.requeue(user_id, pending, now, Trigger.MANUAL) is (
+        Requeued.ENDPOINT_DISABLED
+    )
+    await store.delete_endpoint(user_id, endpoint_id)
+    assert await store.queue.requeue(user_id, pending, now, Trigger.MANUAL) is (
+        Requeued.ENDPOINT_DELETED
+    )
+    # Nothing refused touched the counters.
+    counters, _ = await store.stats(user_id)
+    assert counters[EVENT].successful == 1
 
 
 async def test_a_deleted_endpoint_leaves_the_claim_without_one(store: Store) -> None:

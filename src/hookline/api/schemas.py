@@ -139,6 +139,25 @@ class TestFailure(_Out):
 TestResult = Annotated[TestSuccess | TestFailure, Field(discriminator="success")]
 
 
+#: A delivery's state in the log (``hookline.store.views.LogStatus``).
+LogStatusName = Annotated[
+    Literal["pending", "retrying", "succeeded", "failed"],
+    Field(
+        description="pending: no attempt failed yet; retrying: the last attempt failed and "
+        "another is planned; succeeded, failed: final. An attempt under way counts as "
+        "pending or retrying."
+    ),
+]
+
+NextAttemptAt = Annotated[
+    Timestamp | None,
+    Field(
+        description="When the next attempt is due (in the past while it is under way); "
+        "null once the delivery is finished."
+    ),
+]
+
+
 class LogItem(_Out):
     id: str
     event: str
@@ -151,6 +170,8 @@ class LogItem(_Out):
     deliveredAt: Timestamp | None
     createdAt: Timestamp
     endpointId: str | None = Field(description="The endpoint it went to; null once deleted.")
+    status: LogStatusName
+    nextAttemptAt: NextAttemptAt
 
 
 class Pagination(_Out):
@@ -172,6 +193,14 @@ class AttemptView(_Out):
     durationMs: int
     responseExcerpt: str | None
     createdAt: Timestamp
+    trigger: Literal["scheduled", "manual", "recovery"] = Field(
+        description="scheduled: the queue (first attempt, retries); manual: a resend; "
+        "recovery: an endpoint's recovery."
+    )
+    requestHeaders: dict[str, str] | None = Field(
+        description="The headers hookline sent (the endpoint's own headers with their values "
+        "redacted); null for attempts that sent nothing or were made before this was kept."
+    )
 
 
 class LogDetail(_Out):
@@ -181,7 +210,8 @@ class LogDetail(_Out):
     event: str
     url: str
     success: bool
-    status: Literal["pending", "in_flight", "succeeded", "failed"]
+    status: LogStatusName
+    nextAttemptAt: NextAttemptAt
     statusCode: int | None
     attemptCount: int
     error: str | None
@@ -195,6 +225,12 @@ class LogDetail(_Out):
 
 class LogDetailResponse(_Out):
     log: LogDetail
+
+
+class ResendResponse(_Out):
+    success: Succeeded = True
+    message: str = "Delivery queued to be sent again"
+    log: LogItem
 
 
 class EventCounts(_Out):

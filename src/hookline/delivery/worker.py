@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from hookline import ids
@@ -44,6 +46,9 @@ RECORD_GAP_S = 0.005
 RECORD_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 DISABLED = "webhook is disabled; not sent"
 UNRECORDABLE = "the outcome of this attempt could not be recorded"
+#: What an attempt's recorded headers show for each of the endpoint's static headers: they
+#: often carry the receiver's credentials, which must not outlive a change in attempt rows.
+REDACTED = "[redacted]"
 # While the database is unavailable, outcomes wait whole, backing off up to the cap.
 RECORD_BACKOFF_S = 0.5
 RECORD_BACKOFF_CAP_S = 5.0
@@ -53,8 +58,15 @@ def policy_for(settings: Settings) -> RetryPolicy:
     return RetryPolicy(settings.retry_delays_s, settings.retry_after_cap_s)
 
 
-def decide(job: Job, outcome: Outcome, started_at: datetime, policy: RetryPolicy) -> AttemptRecord:
-    """Turn one attempt's outcome into the record that moves the delivery on."""
+def decide(
+    job: Job,
+    outcome: Outcome,
+    started_at: datetime,
+    policy: RetryPolicy,
+    request_headers: str | None = None,
+) -> AttemptRecord:
+    """Turn one attempt's outcome (and the headers it sent, as JSON) into the record that
+    moves the delivery on."""
     attempt = job.delivery.attempts + 1
     failed_at = utcnow()
     retry_at = None
@@ -79,18 +91,32 @@ def decide(job: Job, outcome: Outcome, started_at: datetime, policy: RetryPolicy
         next_status=status,
         next_attempt_at=retry_at,
         delivery_id=job.delivery.delivery_id,
+        trigger=job.delivery.trigger,
+        request_headers=request_headers,
     )
 
 
-async def attempt(job: Job, sender: Sender, settings: Settings) -> tuple[Outcome, datetime]:
-    """Sign and send one attempt of ``job``; returns its outcome and start time."""
+def recorded_headers(static: Mapping[str, str], ours: dict[str, str]) -> str:
+    """The headers of an attempt as its record keeps them: JSON, serialised once, with the
+    endpoint's static header values redacted. The webhook secret is never in a header."""
+    if not static:
+        return json.dumps(ours, separators=(",", ":"))
+    shown = {name: REDACTED for name in static}
+    return json.dumps({**shown, **ours}, separators=(",", ":"))
+
+
+async def attempt(
+    job: Job, sender: Sender, settings: Settings
+) -> tuple[Outcome, datetime, str | None]:
+    """Sign and send one attempt of ``job``; returns its outcome, start time and the headers
+    it sent (``recorded_headers``; None when it sent nothing)."""
     started_at = utcnow()
     if job.url is None:
         outcome = Outcome(OutcomeKind.BLOCKED, 0, error="webhook configuration was deleted")
-        return outcome, started_at
+        return outcome, started_at, None
     if not job.enabled:
         # Switched off after the event was accepted: fail it, visibly, without a request.
-        return Outcome(OutcomeKind.BLOCKED, 0, error=DISABLED), started_at
+        return Outcome(OutcomeKind.BLOCKED, 0, error=DISABLED), started_at, None
     delivery = job.delivery
     body = delivery_body(
         delivery.body,
@@ -109,10 +135,11 @@ async def attempt(job: Job, sender: Sender, settings: Settings) -> tuple[Outcome
         user_agent=settings.user_agent,
         event_id=delivery.event_id,
     )
+    sent = recorded_headers(job.headers, headers)
     if job.headers:
         # The endpoint's static headers; the API refuses any that would replace ours.
         headers = {**job.headers, **headers}
-    return await sender.send(job.url, body, headers), started_at
+    return await sender.send(job.url, body, headers), started_at, sent
 
 
 class Worker:
@@ -253,14 +280,14 @@ class Worker:
         DELIVERY_ID.set(job.delivery.delivery_id)  # for log lines about this attempt
         try:
             try:
-                outcome, started_at = await attempt(job, self.sender, self.settings)
+                outcome, started_at, sent = await attempt(job, self.sender, self.settings)
             except Exception as exc:
                 # A bug must not leave the delivery leased forever: count it as a failed
                 # attempt so the retry policy applies.
                 log.exception("attempt of delivery %s crashed", job.delivery.delivery_id)
                 outcome = Outcome(OutcomeKind.CONNECTION_FAILED, 0, error=f"internal error: {exc}")
-                started_at = utcnow()
-            record = decide(job, outcome, started_at, self.policy)
+                started_at, sent = utcnow(), None
+            record = decide(job, outcome, started_at, self.policy, sent)
             self.metrics.attempted(job.delivery.event, outcome, record.next_status)
             self._results.append(record)
             self._results_ready.set()

@@ -29,6 +29,7 @@ from hookline.store.queue import (
     Enqueued,
     NewEvent,
     Queue,
+    Requeued,
     Stop,
     Unsent,
     delivery_row,
@@ -37,7 +38,7 @@ from hookline.store.queue import (
 )
 from hookline.store.queue_postgres import PostgresQueue
 from hookline.store.queue_sqlite import SqliteQueue
-from hookline.store.schema import Status
+from hookline.store.schema import Status, Trigger
 from hookline.store.users import TokenListing, User, UserListing
 from hookline.store.views import Counts, LogDetailRow, LogRow
 from hookline.timeutil import utcnow
@@ -53,10 +54,12 @@ __all__ = [
     "LogDetailRow",
     "LogRow",
     "NotFound",
+    "Requeued",
     "Status",
     "Store",
     "TokenListing",
     "TooMany",
+    "Trigger",
     "Unsent",
     "User",
     "UserListing",
@@ -445,6 +448,11 @@ class Store:
 
     async def release(self, worker: str, log_ids: Sequence[str]) -> int:
         return await self.queue.release(worker, log_ids, utcnow())
+
+    async def resend(self, user_id: str, log_id: str) -> Requeued:
+        """Send a finished delivery of ``user_id`` again now: pending, due now, allowed one more
+        attempt, recorded as a manual one; out of the counters until that attempt is."""
+        return await self.queue.requeue(user_id, log_id, utcnow(), Trigger.MANUAL)
 
     async def reclaim_expired(self) -> int:
         """Put deliveries of workers whose lease ran out back in the queue (one maintainer

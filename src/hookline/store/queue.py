@@ -40,6 +40,7 @@ from hookline.store.endpoints import EndpointRow, endpoint_from
 from hookline.store.schema import (
     Status,
     Timestamp,
+    Trigger,
     deliveries,
     delivery_attempts,
     delivery_stats,
@@ -113,6 +114,7 @@ class Claimed:
     published_at: datetime  #: the body's "timestamp"
     attempts: int  #: attempts made before this one
     max_attempts: int
+    trigger: Trigger = Trigger.SCHEDULED  #: what set off this attempt
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,18 @@ class AttemptRecord:
     next_status: Status  #: SUCCEEDED, FAILED or PENDING (retry)
     next_attempt_at: datetime | None = None
     delivery_id: str = ""  #: the receiver-facing id, for log messages
+    trigger: Trigger = Trigger.SCHEDULED  #: what set off this attempt
+    request_headers: str | None = None  #: the headers sent, as a JSON object (None: none sent)
+
+
+class Requeued(enum.StrEnum):
+    """What asking to send a finished delivery again did."""
+
+    REQUEUED = "requeued"  #: pending now, due now, with one more attempt allowed
+    NOT_FOUND = "not_found"  #: no such delivery of this user
+    NOT_FINISHED = "not_finished"  #: still pending or in flight: it will be attempted anyway
+    ENDPOINT_DELETED = "endpoint_deleted"  #: its endpoint is gone: nowhere to send it
+    ENDPOINT_DISABLED = "endpoint_disabled"  #: its endpoint is switched off
 
 
 @runtime_checkable
@@ -157,6 +171,12 @@ class Queue(Protocol):
 
     async def release(self, worker: str, log_ids: Sequence[str], now: datetime) -> int:
         """Give back deliveries ``worker`` holds, unattempted and due now."""
+        ...
+
+    async def requeue(self, user_id: str, log_id: str, now: datetime, trigger: Trigger) -> Requeued:
+        """Make a finished delivery of ``user_id`` pending again, due now, allowed one more
+        attempt, its next attempt recorded as ``trigger``; take it out of the counters in the
+        same transaction (recording its outcome puts it back)."""
         ...
 
     async def reclaim_expired(self, now: datetime) -> int:
@@ -319,6 +339,7 @@ CLAIMED_COLUMNS = (
     deliveries.c.attempts,
     deliveries.c.max_attempts,
     deliveries.c.created_at,
+    deliveries.c.next_trigger,
 )
 
 ENDPOINT_PREFIX = "e_"
@@ -340,6 +361,7 @@ def claimed_from(values: Mapping[Any, Any]) -> Claimed:
         published_at=values["m_created_at"] if has_message else values["created_at"],
         attempts=values["attempts"],
         max_attempts=values["max_attempts"],
+        trigger=Trigger(values["next_trigger"]),
     )
 
 
@@ -450,6 +472,7 @@ MOVE_ON = (
         ),
         finished_at=bindparam("b_finished", type_=Timestamp()),
         delivered_at=bindparam("b_delivered", type_=Timestamp()),
+        next_trigger=Trigger.SCHEDULED.value,
     )
 )
 
@@ -466,6 +489,8 @@ def attempt_rows(records: Sequence[AttemptRecord]) -> list[dict[str, Any]]:
             "status_code": r.status_code,
             "error": r.error,
             "response_excerpt": r.response_excerpt,
+            "trigger": r.trigger.value,
+            "request_headers": r.request_headers,
         }
         for r in records
     ]
@@ -513,6 +538,61 @@ def reclaim_statement(now: datetime) -> Update:
 
 
 NEXT_DUE = select(func.min(deliveries.c.next_attempt_at)).where(status_is(Status.PENDING))
+
+
+# --- resending -------------------------------------------------------------------------------
+
+_TO_REQUEUE = (
+    select(
+        deliveries.c.id,
+        deliveries.c.user_id,
+        deliveries.c.endpoint_id,
+        deliveries.c.event,
+        deliveries.c.status,
+        deliveries.c.attempts,
+        endpoints.c.enabled,
+    )
+    .outerjoin_from(deliveries, endpoints, endpoints.c.id == deliveries.c.endpoint_id)
+    .where(
+        deliveries.c.id == bindparam("b_id"),
+        deliveries.c.user_id == bindparam("b_user"),
+    )
+    .with_for_update(of=deliveries)  # PostgreSQL: one requeue or purge of a row at a time
+)
+
+_REQUEUE = (
+    update(deliveries)
+    .where(deliveries.c.id == bindparam("b_id"), deliveries.c.status == bindparam("b_was"))
+    .values(
+        status=Status.PENDING.value,
+        max_attempts=deliveries.c.attempts + 1,
+        next_attempt_at=bindparam("b_now", type_=Timestamp()),
+        next_trigger=bindparam("b_trigger"),
+        finished_at=None,
+        delivered_at=None,
+    )
+)
+
+
+def requeue_sync(
+    conn: Connection, user_id: str, log_id: str, now: datetime, trigger: Trigger
+) -> Requeued:
+    """``Queue.requeue`` in the caller's transaction. The delivery keeps its last attempt's
+    status code and error until its next attempt is recorded."""
+    row = conn.execute(_TO_REQUEUE, {"b_id": log_id, "b_user": user_id}).first()
+    if row is None:
+        return Requeued.NOT_FOUND
+    if row.status not in (Status.SUCCEEDED, Status.FAILED):
+        return Requeued.NOT_FINISHED
+    if row.endpoint_id is None:
+        return Requeued.ENDPOINT_DELETED
+    if not row.enabled:
+        return Requeued.ENDPOINT_DISABLED
+    params = {"b_id": log_id, "b_was": row.status, "b_now": now, "b_trigger": trigger.value}
+    if conn.execute(_REQUEUE, params).rowcount != 1:
+        return Requeued.NOT_FINISHED  # moved meanwhile (SQLite's writer lock rules it out)
+    bump_stats_sync(conn, *tally([row]), sign=-1)
+    return Requeued.REQUEUED
 
 
 # --- the counters ----------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from hookline.store.queue import (
     Claimed,
     Enqueued,
     NewEvent,
+    Requeued,
     Stop,
     claimed_from,
     lease_due,
@@ -34,15 +35,17 @@ from hookline.store.queue import (
     rate_limited_wants,
     reclaim_statement,
     release_statement,
+    requeue_sync,
     unsent_for,
     window_of,
 )
-from hookline.store.schema import PRIMARY_SLOT, Status, endpoints, messages
+from hookline.store.schema import PRIMARY_SLOT, Status, Trigger, endpoints, messages
 from hookline.timeutil import to_micros
 
 #: The advisory lock key of the one maintainer at a time: "hook" in ASCII.
 MAINTENANCE_LOCK_KEY = 0x686F6F6B
 _TRY_MAINTENANCE_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
 
 # The event's data once, and a delivery per enabled endpoint of the user subscribed to the
 # event, in one statement. Delivery ids are the message id plus the endpoint's rank, and
@@ -126,21 +129,24 @@ _RECORD = text(
             CAST(:codes AS integer[]), CAST(:errors AS text[]), CAST(:next_at AS bigint[]),
             CAST(:finished_at AS bigint[]), CAST(:delivered_at AS bigint[]),
             CAST(:started_at AS bigint[]), CAST(:durations AS integer[]),
-            CAST(:excerpts AS text[])
+            CAST(:excerpts AS text[]), CAST(:triggers AS text[]), CAST(:headers AS text[])
         ) AS o(id, status, attempt, code, error, next_at, finished_at, delivered_at,
-               started_at, duration_ms, excerpt)
+               started_at, duration_ms, excerpt, trigger, headers)
     ),
     attempt_rows AS (
         INSERT INTO delivery_attempts
-            (delivery_pk, attempt, created_at, duration_ms, status_code, error, response_excerpt)
-        SELECT id, attempt, started_at, duration_ms, code, error, excerpt FROM outcome
+            (delivery_pk, attempt, created_at, duration_ms, status_code, error, response_excerpt,
+             "trigger", request_headers)
+        SELECT id, attempt, started_at, duration_ms, code, error, excerpt, o."trigger", headers
+        FROM outcome AS o
     ),
     moved AS (
         UPDATE deliveries AS d SET
             status = o.status, attempts = o.attempt, last_status_code = o.code,
             last_error = o.error, lease_owner = NULL, lease_until = NULL,
             next_attempt_at = coalesce(o.next_at, d.next_attempt_at),
-            finished_at = o.finished_at, delivered_at = o.delivered_at
+            finished_at = o.finished_at, delivered_at = o.delivered_at,
+            next_trigger = '{Trigger.SCHEDULED.value}'
         FROM outcome AS o
         WHERE d.id = o.id AND d.status = '{Status.IN_FLIGHT.value}' AND d.lease_owner = :worker
         RETURNING d.id, d.user_id, coalesce(d.endpoint_id, '') AS endpoint_id, d.event,
@@ -246,6 +252,8 @@ class PostgresQueue:
             "started_at": [to_micros(r.started_at) for r in records],
             "durations": [r.duration_ms for r in records],
             "excerpts": [r.response_excerpt for r in records],
+            "triggers": [r.trigger.value for r in records],
+            "headers": [r.request_headers for r in records],
         }
         async with self.db.write_once() as conn:
             return [row.id for row in await conn.execute(_RECORD, params)]
@@ -255,6 +263,13 @@ class PostgresQueue:
             return 0
         async with self.db.write_once() as conn:
             return (await conn.execute(release_statement(now, worker, log_ids))).rowcount
+
+    async def requeue(self, user_id: str, log_id: str, now: datetime, trigger: Trigger) -> Requeued:
+        async with self.db.write() as conn:
+            result = await conn.run_sync(requeue_sync, user_id, log_id, now, trigger)
+            if result is Requeued.REQUEUED:  # wake the workers, as an insert does (0003)
+                await conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL})
+            return result
 
     async def reclaim_expired(self, now: datetime) -> int:
         async with self.db.write() as conn:

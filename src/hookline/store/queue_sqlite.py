@@ -27,6 +27,7 @@ from hookline.store.queue import (
     Enqueued,
     Finished,
     NewEvent,
+    Requeued,
     Stop,
     attempt_rows,
     bump_stats_sync,
@@ -39,10 +40,11 @@ from hookline.store.queue import (
     rate_limited_wants,
     reclaim_statement,
     release_statement,
+    requeue_sync,
     tally,
     window_of,
 )
-from hookline.store.schema import Status, endpoints, messages
+from hookline.store.schema import Status, Trigger, endpoints, messages
 
 _LEASE = lease_due(postgres=False)
 
@@ -162,6 +164,11 @@ class SqliteQueue:
             return 0
         statement = release_statement(now, worker, log_ids)
         return await self.db.run_write(lambda conn: conn.execute(statement).rowcount)
+
+    async def requeue(self, user_id: str, log_id: str, now: datetime, trigger: Trigger) -> Requeued:
+        return await self.db.run_write(
+            lambda conn: requeue_sync(conn, user_id, log_id, now, trigger)
+        )
 
     async def reclaim_expired(self, now: datetime) -> int:
         statement = reclaim_statement(now)

@@ -59,6 +59,14 @@ class Status(enum.StrEnum):
     FAILED = "failed"  #: every attempt failed, or the target is blocked; final
 
 
+class Trigger(enum.StrEnum):
+    """What set off an attempt."""
+
+    SCHEDULED = "scheduled"  #: the queue: the first attempt, a retry, a reclaimed lease
+    MANUAL = "manual"  #: a person resent the delivery (POST /api/webhooks/logs/{id}/resend)
+    RECOVERY = "recovery"  #: a recovery of an endpoint's failed deliveries
+
+
 users = Table(
     "users",
     metadata,
@@ -149,6 +157,8 @@ deliveries = Table(
     Column("delivered_at", Timestamp, nullable=True),
     Column("finished_at", Timestamp, nullable=True),
     Column("created_at", Timestamp, nullable=False),
+    # What sets off its next attempt (a Trigger); back to "scheduled" once it is recorded.
+    Column("next_trigger", String(16), nullable=False, server_default="scheduled"),
     # The log page: a user's rows in (created_at, id) order, with or without an event filter.
     Index("ix_deliveries_user_created", "user_id", "created_at", "id"),
     Index("ix_deliveries_user_event_created", "user_id", "event", "created_at", "id"),
@@ -202,6 +212,10 @@ delivery_attempts = Table(
     Column("status_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("response_excerpt", Text, nullable=True),
+    Column("trigger", String(16), nullable=False, server_default="scheduled"),  # a Trigger
+    # The headers hookline sent, as a JSON object (NULL for attempts made before 0006, and
+    # for attempts that sent nothing).
+    Column("request_headers", Text, nullable=True),
     Index("ix_delivery_attempts_delivery", "delivery_pk", "attempt"),
 )
 

@@ -4,6 +4,7 @@ people (wording, JSON) is the API's business."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.store.queue import status_is
 from hookline.store.schema import (
     Status,
+    Trigger,
     deliveries,
     delivery_attempts,
     delivery_stats,
@@ -30,6 +32,16 @@ from hookline.store.schema import (
     messages,
 )
 from hookline.timeutil import to_micros
+
+
+class LogStatus(enum.StrEnum):
+    """A delivery's state as the log shows it. An attempt under way counts as what the
+    delivery was before it: pending or retrying."""
+
+    PENDING = "pending"  #: no attempt failed yet; waiting for (or making) its next attempt
+    RETRYING = "retrying"  #: its last attempt failed; waiting for (or making) another
+    SUCCEEDED = "succeeded"  #: its last attempt got a 2xx; final
+    FAILED = "failed"  #: no attempt left, or the target is blocked; final
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,24 @@ class LogRow:
     delivered_at: datetime | None
     created_at: datetime
 
+    @property
+    def log_status(self) -> LogStatus:
+        if self.status is Status.SUCCEEDED:
+            return LogStatus.SUCCEEDED
+        if self.status is Status.FAILED:
+            return LogStatus.FAILED
+        # A failed attempt always leaves an error; a success (before a resend) leaves none.
+        if self.attempts > 0 and self.last_error is not None:
+            return LogStatus.RETRYING
+        return LogStatus.PENDING
+
+    @property
+    def planned_at(self) -> datetime | None:
+        """When its next attempt is due (past while one is under way); None once finished."""
+        if self.status in (Status.SUCCEEDED, Status.FAILED):
+            return None
+        return self.next_attempt_at
+
 
 @dataclass(frozen=True)
 class AttemptRow:
@@ -58,6 +88,8 @@ class AttemptRow:
     duration_ms: int
     response_excerpt: str | None
     created_at: datetime
+    trigger: Trigger
+    request_headers: str | None  #: a JSON object; None before migration 0006 or if none sent
 
 
 @dataclass(frozen=True)
@@ -234,6 +266,8 @@ async def log_detail(conn: AsyncConnection, user_id: str, log_id: str) -> LogDet
             delivery_attempts.c.duration_ms,
             delivery_attempts.c.response_excerpt,
             delivery_attempts.c.created_at,
+            delivery_attempts.c.trigger,
+            delivery_attempts.c.request_headers,
         )
         .where(delivery_attempts.c.delivery_pk == log_id)
         .order_by(delivery_attempts.c.attempt, delivery_attempts.c.id)
@@ -247,7 +281,14 @@ async def log_detail(conn: AsyncConnection, user_id: str, log_id: str) -> LogDet
         published_at=row.m_created_at if has_message else row.created_at,
         attempts=[
             AttemptRow(
-                a.attempt, a.status_code, a.error, a.duration_ms, a.response_excerpt, a.created_at
+                a.attempt,
+                a.status_code,
+                a.error,
+                a.duration_ms,
+                a.response_excerpt,
+                a.created_at,
+                Trigger(a.trigger),
+                a.request_headers,
             )
             for a in attempts
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from hookline.api.deps import (
     SenderDep,
     SettingsDep,
     StoreDep,
+    WakeDep,
 )
 from hookline.api.endpoint_rules import could_be_id
 from hookline.api.errors import ApiError, ErrorBody
@@ -33,6 +35,7 @@ from hookline.api.schemas import (
     MessageResponse,
     Pagination,
     RegenerateResponse,
+    ResendResponse,
     SaveConfigResponse,
     SavedConfig,
     StatsResponse,
@@ -48,7 +51,16 @@ from hookline.delivery.worker import attempt, decide, policy_for
 from hookline.events import TEST_EVENT
 from hookline.metrics import Metrics
 from hookline.payload import delivery_body
-from hookline.store import EndpointRow, LogRow, NotFound, Status, Store, TooMany
+from hookline.store import (
+    EndpointRow,
+    LogDetailRow,
+    LogRow,
+    NotFound,
+    Requeued,
+    Status,
+    Store,
+    TooMany,
+)
 from hookline.targets import TargetError, check_target, check_url
 from hookline.timeutil import iso, iso_millis, utcnow
 
@@ -227,8 +239,8 @@ async def deliver_test(
         job, owner = await store.start_test(user_id, data, endpoint_id)
     except NotFound as exc:
         raise not_found from exc
-    outcome, started_at = await attempt(job, sender, settings)
-    record = decide(job, outcome, started_at, policy_for(settings))
+    outcome, started_at, sent = await attempt(job, sender, settings)
+    record = decide(job, outcome, started_at, policy_for(settings), sent)
     metrics.attempted(TEST_EVENT, outcome, record.next_status)
     await store.record(owner, [record])
     if outcome.ok and outcome.status_code is not None:
@@ -260,6 +272,8 @@ def _log_fields(row: LogRow) -> dict[str, Any]:
         "deliveredAt": iso(row.delivered_at),
         "createdAt": iso_millis(row.created_at),
         "endpointId": row.endpoint_id,
+        "status": row.log_status.value,
+        "nextAttemptAt": iso(row.planned_at),
     }
 
 
@@ -326,12 +340,7 @@ async def get_log(
     user: CurrentUser, store: StoreDep, log_id: Annotated[str, Path(max_length=64)]
 ) -> LogDetailResponse:
     """One delivery: every attempt, and the exact payload that was sent."""
-    if not (log_id.isascii() and log_id.isalnum()):  # ids are [0-9a-z]; no lookup needed
-        raise ApiError(404, "No delivery log with that id")
-    try:
-        detail = await store.log_detail(user.id, log_id)
-    except NotFound as exc:
-        raise ApiError(404, f"No delivery log with id {log_id}") from exc
+    detail = await _log_detail(store, user.id, log_id)
     row, attempts = detail.log, detail.attempts
     body = delivery_body(
         detail.body,
@@ -344,7 +353,6 @@ async def get_log(
     return LogDetailResponse(
         log=LogDetail(
             **_log_fields(row),
-            status=row.status,
             attemptCount=row.attempts,
             payload=body.decode("utf-8"),
             attempts=[
@@ -355,11 +363,68 @@ async def get_log(
                     durationMs=a.duration_ms,
                     responseExcerpt=a.response_excerpt,
                     createdAt=iso_millis(a.created_at),
+                    trigger=a.trigger.value,
+                    requestHeaders=None
+                    if a.request_headers is None
+                    else json.loads(a.request_headers),
                 )
                 for a in attempts
             ],
         )
     )
+
+
+async def _log_detail(store: Store, user_id: str, log_id: str) -> LogDetailRow:
+    """One of the user's deliveries, or 404."""
+    if not (log_id.isascii() and log_id.isalnum()):  # ids are [0-9a-z]; no lookup needed
+        raise ApiError(404, "No delivery log with that id")
+    try:
+        return await store.log_detail(user_id, log_id)
+    except NotFound as exc:
+        raise ApiError(404, f"No delivery log with id {log_id}") from exc
+
+
+RESEND_REFUSED = {
+    Requeued.NOT_FINISHED: "Delivery is still pending or in flight; it will be attempted anyway",
+    Requeued.ENDPOINT_DELETED: "Delivery's endpoint was deleted; there is nowhere to send it",
+    Requeued.ENDPOINT_DISABLED: "Delivery's endpoint is disabled; enable it to resend",
+}
+
+
+@router.post(
+    "/logs/{log_id}/resend",
+    operation_id="resendDelivery",
+    status_code=202,
+    response_model=ResendResponse,
+    responses={
+        **AUTH_ERRORS,
+        **INVALID,
+        404: {"model": ErrorBody, "description": "No such delivery"},
+        409: {
+            "model": ErrorBody,
+            "description": "Still pending or in flight, or its endpoint is deleted or disabled",
+        },
+    },
+)
+async def resend_delivery(
+    user: CurrentUser,
+    store: StoreDep,
+    wake: WakeDep,
+    log_id: Annotated[str, Path(max_length=64)],
+) -> ResendResponse:
+    """Send a finished delivery again now: the same body and delivery id, fresh timestamp
+    and signatures, as one more attempt (trigger `manual`). Stats count it once, by how its
+    last attempt went."""
+    if not (log_id.isascii() and log_id.isalnum()):
+        raise ApiError(404, "No delivery log with that id")
+    result = await store.resend(user.id, log_id)
+    if result is Requeued.NOT_FOUND:
+        raise ApiError(404, f"No delivery log with id {log_id}")
+    if result is not Requeued.REQUEUED:
+        raise ApiError(409, RESEND_REFUSED[result])
+    wake.set()  # this process's worker; PostgreSQL's NOTIFY tells the others
+    row = (await _log_detail(store, user.id, log_id)).log
+    return ResendResponse(log=LogItem(**_log_fields(row), attempts=row.attempts))
 
 
 def _ratio(numerator: float, denominator: int) -> str:

@@ -1296,7 +1296,7 @@
     if (log.status) {
       const map = {
         succeeded: ['ok', 'Succeeded'], failed: ['bad', 'Failed'],
-        pending: ['pending', 'Pending'], in_flight: ['pending', 'In flight'],
+        pending: ['pending', 'Pending'], retrying: ['pending', 'Retrying'],
       };
       const [cls, text] = map[log.status] || ['pending', String(log.status)];
       return h('span', { class: `badge ${cls}` }, text);
@@ -1537,7 +1537,7 @@
     const stats = state.stats.inflight === 0;
     // an open detail is only re-fetched while its delivery is still unfinished
     const st = state.detail.status;
-    const detail = !!state.detail.id && state.detail.key !== '' && (st === 'pending' || st === 'in_flight');
+    const detail = !!state.detail.id && state.detail.key !== '' && (st === 'pending' || st === 'retrying');
     if (logs || stats || detail) {
       refreshData({ logs, stats, chart: false, detail });
     }
