@@ -1099,7 +1099,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--smoke", action="store_true", help="a tiny run (SQLite, < 30 s)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny run (SQLite; PostgreSQL too when it answers), about a minute",
+    )
     parser.add_argument("--output", type=Path, help="JSON file (default bench/results/latest.json)")
     parser.add_argument("--configs", help=f"comma-separated subset of {','.join(CONFIGS)}")
     parser.add_argument(
