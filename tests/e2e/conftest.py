@@ -48,6 +48,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 class Hit:
     headers: dict[str, str]
     body: bytes
+    path: str = ""  # the request's path: endpoints on one receiver differ by path
 
     @property
     def event(self) -> str:
@@ -62,6 +63,11 @@ class ThreadReceiver:
     hits: list[Hit] = field(default_factory=list)
     fail_events: set[str] = field(default_factory=set)
     changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def base(self) -> str:
+        """The receiver's origin, for URLs with paths of their own."""
+        return self.url.removesuffix("/hook")
 
     def record(self, hit: Hit) -> int:
         with self.changed:
@@ -83,7 +89,8 @@ def http_receiver() -> Iterator[ThreadReceiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status = state.record(Hit({k.lower(): v for k, v in self.headers.items()}, body))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status = state.record(Hit(headers, body, self.path))
             reply = b"ok" if status == 200 else b"receiver says no"
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")

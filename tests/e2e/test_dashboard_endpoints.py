@@ -7,11 +7,7 @@ endpoints apart; screenshots go to test-artifacts/dashboard/ (git-ignored).
 from __future__ import annotations
 
 import re
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +15,7 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import LiveServer
+from tests.e2e.conftest import LiveServer, ThreadReceiver
 from tests.e2e.test_dashboard import shot, sign_in
 
 pytestmark = pytest.mark.browser
@@ -39,58 +35,11 @@ CHECK_FAILED_DATA = {
 }
 
 
-@dataclass
-class PathHit:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class PathReceiver:
-    """Answers 200 to every POST and records its path, so each endpoint gets its own path."""
-
-    base: str = ""
-    hits: list[PathHit] = field(default_factory=list)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def wait_for(self, count: int, timeout_s: float = 10.0) -> list[PathHit]:
-        with self.changed:
-            if not self.changed.wait_for(lambda: len(self.hits) >= count, timeout_s):
-                raise AssertionError(f"receiver got {len(self.hits)} of {count} requests")
-            return list(self.hits)
-
-
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[PathReceiver]:
-    state = PathReceiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            with state.changed:
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                state.hits.append(PathHit(self.path, headers, body))
-                state.changed.notify_all()
-            self.send_response(200)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.base = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="path-receiver", daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+def receiver(http_receiver: ThreadReceiver) -> ThreadReceiver:
+    """The e2e receiver: it records each delivery's path, so the test can tell the endpoints
+    (each has its own path on it) apart."""
+    return http_receiver
 
 
 def publish(server: LiveServer, admin_token: str, user_id: str, event: str, data: Any) -> int:
@@ -140,7 +89,7 @@ def expect_stats(page: Page, total: int, by_event: dict[str, str]) -> None:
 
 
 def test_a_user_manages_several_endpoints(
-    page: Page, live_server: LiveServer, receiver: PathReceiver, artifacts: Path
+    page: Page, live_server: LiveServer, receiver: ThreadReceiver, artifacts: Path
 ) -> None:
     user_id, _, token = live_server.user("erin")
     _, _, admin_token = live_server.user("fanout-publisher", admin=True)

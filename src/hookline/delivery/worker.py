@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import socket
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+
+import orjson
 
 from hookline import ids
 from hookline.config import Settings
@@ -100,9 +101,9 @@ def recorded_headers(static: Mapping[str, str], ours: dict[str, str]) -> str:
     """The headers of an attempt as its record keeps them: JSON, serialised once, with the
     endpoint's static header values redacted. The webhook secret is never in a header."""
     if not static:
-        return json.dumps(ours, separators=(",", ":"))
+        return orjson.dumps(ours).decode()
     shown = {name: REDACTED for name in static}
-    return json.dumps({**shown, **ours}, separators=(",", ":"))
+    return orjson.dumps({**shown, **ours}).decode()
 
 
 async def attempt(
