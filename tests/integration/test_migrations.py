@@ -116,6 +116,15 @@ ROWS_AT_0003: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+DISABLE_COLUMNS = (
+    "disabled_at",
+    "disabled_reason",
+    "failure_streak",
+    "failing_since",
+    "failing_notified_at",
+)
+
+
 @pytest.fixture
 def url_at_0003(unmigrated_database_url: str) -> Iterator[str]:
     upgrade(unmigrated_database_url, "0003")
@@ -166,6 +175,9 @@ async def test_upgrading_from_0003_keeps_every_row(url_at_0003: str) -> None:
     new_endpoint_columns = ("description", "headers", "rate_limit", "rate_window", "rate_count")
     for row in after["endpoints"]:
         assert [row.pop(name) for name in new_endpoint_columns] == ["", "{}", None, 0, 0]
+    # Each endpoint's disabled reason and failure streak (0007): enabled, no streak.
+    for row in after["endpoints"]:
+        assert [row.pop(name) for name in DISABLE_COLUMNS] == [None, None, 0, None, None]
     assert [row.pop("message_id") for row in after["deliveries"]] == [None] * len(
         after["deliveries"]
     )
@@ -234,3 +246,73 @@ async def test_upgrading_from_0005_keeps_attempts_as_scheduled(
         assert counters["resume.parsed"].successful == 0 and open_count == 2
     finally:
         await store.close()
+
+
+async def test_upgrading_from_0006_marks_disabled_endpoints_as_disabled_by_their_user(
+    unmigrated_database_url: str,
+) -> None:
+    """A 0006 database with an enabled and a disabled endpoint: after 0007 the disabled one
+    was disabled by its user when it was last updated; the enabled one has no reason and no
+    streak; its deliveries and counters are untouched."""
+    url = unmigrated_database_url
+    await asyncio.to_thread(upgrade, url, "0006")
+    off = {
+        **dict(ROWS_AT_0003[5][1]),
+        "id": "e_off",
+        "slot": "e_off",
+        "enabled": False,
+        "updated_at": T0 + 99,
+    }
+    rows = [
+        (table, {**row, "endpoint_id": "e_ada"} if table == "delivery_stats" else row)
+        for table, row in ROWS_AT_0003
+    ]
+    await _populate(url, [*rows, ("endpoints", off)])
+    await asyncio.to_thread(upgrade, url)
+    after = await _snapshot(url)
+    by_id = {row["id"]: row for row in after["endpoints"]}
+    assert [by_id["e_off"][name] for name in DISABLE_COLUMNS] == [T0 + 99, "user", 0, None, None]
+    assert [by_id["e_ada"][name] for name in DISABLE_COLUMNS] == [None, None, 0, None, None]
+    assert len(after["deliveries"]) == 2 and len(after["delivery_stats"]) == 1
+    store = Store(make_settings(url))
+    try:
+        counters, open_count = await store.stats("u_ada")
+        assert counters["resume.parsed"].successful == 1 and open_count == 1
+    finally:
+        await store.close()
+
+
+async def test_the_migrations_build_exactly_the_declared_schema(
+    unmigrated_database_url: str,
+) -> None:
+    """Every migration applied in order gives the tables, columns, indexes and keys that
+    schema.py declares: nothing missing, nothing extra, on either database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from hookline.store.schema import metadata
+
+    await asyncio.to_thread(upgrade, unmigrated_database_url)
+    writer, reader = create_engines(unmigrated_database_url)
+    try:
+        async with writer.connect() as conn:
+
+            def diff(sync_conn: Any) -> list[Any]:
+                context = MigrationContext.configure(
+                    sync_conn, opts={"compare_type": False, "compare_server_default": False}
+                )
+                return [
+                    change
+                    for change in compare_metadata(context, metadata)
+                    if not (
+                        isinstance(change, tuple)
+                        and change[0] == "remove_table"
+                        and change[1].name == "alembic_version"
+                    )
+                ]
+
+            changes = await conn.run_sync(diff)
+    finally:
+        await writer.dispose()
+        await reader.dispose()
+    assert changes == []

@@ -67,6 +67,23 @@ class Trigger(enum.StrEnum):
     RECOVERY = "recovery"  #: a recovery of an endpoint's failed deliveries
 
 
+class DisabledReason(enum.StrEnum):
+    """Why an endpoint is disabled."""
+
+    GONE = "gone"  #: its receiver answered 410 Gone
+    FAILING = "failing"  #: it kept failing past the auto-disable rule
+    USER = "user"  #: its user (or an admin) switched it off
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a background task is."""
+
+    QUEUED = "queued"  #: waiting for a worker to take it
+    RUNNING = "running"  #: a worker holds its lease and is working through it
+    SUCCEEDED = "succeeded"  #: finished; final
+    FAILED = "failed"  #: stopped with an error (the task's error says why); final
+
+
 users = Table(
     "users",
     metadata,
@@ -113,6 +130,15 @@ endpoints = Table(
     Column("rate_limit", Integer, nullable=True),
     Column("rate_window", BigInteger, nullable=False, server_default="0"),
     Column("rate_count", Integer, nullable=False, server_default="0"),
+    # Why the endpoint is off (a DisabledReason; NULL while enabled) and since when.
+    Column("disabled_at", Timestamp, nullable=True),
+    Column("disabled_reason", String(16), nullable=True),
+    # The current failure streak: consecutive failed deliveries, when the first of them
+    # finished, and when the last endpoint.failing notice about it was sent. A success
+    # resets all three.
+    Column("failure_streak", Integer, nullable=False, server_default="0"),
+    Column("failing_since", Timestamp, nullable=True),
+    Column("failing_notified_at", Timestamp, nullable=True),
     UniqueConstraint("user_id", "slot"),
 )
 
@@ -231,4 +257,41 @@ delivery_stats = Table(
     Column("successful", BigInteger, nullable=False, default=0),
     Column("failed", BigInteger, nullable=False, default=0),
     Column("attempts_sum", BigInteger, nullable=False, default=0),
+)
+
+# Background work a user asked for (a recovery of an endpoint's failed deliveries in the
+# window [since, until)), carried out by any worker process: the lease says which one holds
+# it; the cursor (created_at, id) says how far it has walked, oldest first.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "endpoint_id",
+        String(32),
+        ForeignKey("endpoints.id", ondelete="SET NULL"),
+        nullable=True,
+    ),
+    Column("kind", String(16), nullable=False),  # "recover"
+    Column("status", String(16), nullable=False),  # a TaskStatus
+    Column("since", Timestamp, nullable=False),
+    Column("until", Timestamp, nullable=False),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("cursor_created_at", BigInteger, nullable=True),
+    Column("cursor_id", String(32), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", Timestamp, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp, nullable=True),
+    Index("ix_tasks_user_created", "user_id", "created_at"),
+    Index(
+        "ix_tasks_open",
+        "created_at",
+        postgresql_where=text("status IN ('queued', 'running')"),
+        sqlite_where=text("status IN ('queued', 'running')"),
+    ),
 )
