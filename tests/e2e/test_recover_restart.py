@@ -198,3 +198,29 @@ async def test_killing_the_only_worker_then_starting_another(
         assert 3 <= stopped_at < COUNT
         async with worker_process(worker_env(settings, HOOKLINE_RECOVERY_RATE=RATE)):
             await check_recovered_once(api, auth, task_id, receiver, seen, spared)
+
+
+async def test_sigterm_gives_the_recovery_back(receiver: Receiver, database_url: str) -> None:
+    """A worker stopped with SIGTERM gives its recovery back, queued, at once; the next worker
+    started goes on from the cursor without waiting for a lease to run out."""
+    settings = make_settings(database_url)
+    async with failed_deliveries(database_url, receiver, workers=1) as (
+        api,
+        auth,
+        endpoint_id,
+        procs,
+    ):
+        seen = len(receiver.received)
+        task_id = await start(api, auth, endpoint_id)
+        await holder_after(api.store, task_id, 3)
+        procs[0].send_signal(signal.SIGTERM)
+        assert await procs[0].wait() == 0
+        task = await task_of(api, auth, task_id)
+        assert task["status"] == "queued" and 3 <= task["done"] < COUNT, task
+        async with api.store.db.read() as conn:
+            row = (
+                await conn.execute(select(tasks.c.lease_owner).where(tasks.c.id == task_id))
+            ).one()
+        assert row.lease_owner is None
+        async with worker_process(worker_env(settings, HOOKLINE_RECOVERY_RATE=RATE)):
+            await check_recovered_once(api, auth, task_id, receiver, seen, spared=set())
