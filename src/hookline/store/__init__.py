@@ -94,7 +94,12 @@ class Store:
     def __init__(self, settings: Settings, box: SecretBox | None = None) -> None:
         self.settings = settings
         self._box = box
-        self.db = Database(settings.database_url, settings.db_pool_size)
+        self.db = Database(
+            settings.database_url,
+            settings.db_pool_connections,
+            pool_timeout_s=settings.request_queue_timeout_s,
+            lock_timeout_s=settings.db_lock_timeout_s,
+        )
         self.queue: Queue = SqliteQueue(self.db) if self.db.sqlite else PostgresQueue(self.db)
         self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
         # token id -> time.monotonic() of this process's last write of its last_used_at, so
