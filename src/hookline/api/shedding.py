@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hookline.api.errors import error_response
+from hookline import ids
 
 #: Paths outside the limit: liveness and metrics, which touch no database.
 EXEMPT = frozenset({"/healthz", "/metrics"})
@@ -39,8 +40,11 @@ class Admission:
             await self.app(scope, receive, send)
             return
         if not await self._admit():
-            response = error_response(503, BUSY, headers={"Retry-After": str(RETRY_AFTER_S)})
-            await response(scope, receive, send)
+            # Shaped as FailureResponses answers: with a request id to quote.
+            request_id = ids.new_id()
+            headers = {"Retry-After": str(RETRY_AFTER_S), "X-Request-Id": request_id}
+            body = {"success": False, "error": BUSY, "requestId": request_id}
+            await JSONResponse(body, 503, headers)(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
