@@ -184,7 +184,7 @@ class Worker:
 
     async def run(self) -> None:
         """Work until stop() is called."""
-        stop_listening = await self.store.listen(self.wake.set)
+        stop_listening = await self.store.listen(self.wake.set, busy=self._busy)
         writer = asyncio.create_task(self._write_results(), name="hookline-results")
         upkeep = asyncio.create_task(self._maintain(), name="hookline-maintenance")
         log.info("worker %s started", self.name)
@@ -203,6 +203,13 @@ class Worker:
             if stop_listening is not None:
                 await stop_listening()
             log.info("worker %s stopped", self.name)
+
+    def _busy(self) -> bool:
+        """No room to claim now: a NOTIFY is better answered by another worker."""
+        held = len(self._inflight) + len(self._results) + len(self._set_aside_records)
+        concurrency = self.settings.worker_concurrency
+        busy_batch = min(self.settings.worker_batch_size, max(1, concurrency // 4))
+        return concurrency - held < busy_batch
 
     async def _claim_loop(self) -> None:
         concurrency = self.settings.worker_concurrency

@@ -478,10 +478,13 @@ class Store:
             if deleted < batch:
                 return total
 
-    async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
+    async def listen(
+        self, on_notify: Callable[[], None], busy: Callable[[], bool] | None = None
+    ) -> Stop | None:
         """Call ``on_notify`` soon after a delivery is enqueued, by any process. Returns a
-        coroutine function that stops listening (None for an in-memory database)."""
-        return await self.queue.listen(on_notify)
+        coroutine function that stops listening (None for an in-memory database). On
+        PostgreSQL one listener at a time is woken; one that is ``busy()`` hands over."""
+        return await self.queue.listen(on_notify, busy)
 
     # --- views --------------------------------------------------------------------------
 
