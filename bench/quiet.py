@@ -273,7 +273,8 @@ async def _sessions(url: str) -> int:
 async def connections(bench: Bench, url: str, base: str, token: str) -> dict[str, Any]:
     """New PostgreSQL connections per 1,000 POST /api/events, once warm, by concurrency."""
     plan = bench.plan
-    limit = Settings(secret_keys=[bench.key]).max_concurrent_requests
+    # 16 for code from before the admission limit existed (the old default pool was 20).
+    limit = getattr(Settings(secret_keys=[bench.key]), "max_concurrent_requests", 16)
     user = await db.make_user(url, bench.key, "connections", bench.hook_url)
     out: dict[str, Any] = {"max_concurrent_requests": limit}
     for concurrency in sorted({limit // 2, limit, 2 * limit}):
