@@ -8,11 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -23,7 +26,7 @@ from sqlalchemy.engine import make_url
 from hookline.store import Store
 from hookline.store.schema import deliveries
 from tests.integration.test_publish import EXAMPLE_DATA
-from tests.support import TEST_KEY, Receiver, make_settings
+from tests.support import TEST_KEY, Receiver, make_settings, running_api
 
 pytestmark = pytest.mark.slow
 
@@ -261,3 +264,43 @@ async def test_steady_load_opens_no_connections(
     statuses = [status for batch in done for status in batch]
     assert statuses.count(202) > 0.9 * len(statuses), sorted(set(statuses))
     assert opened == 0, f"{opened} connections opened for {len(statuses)} requests"
+
+
+async def test_the_admission_limit_sheds_what_it_cannot_start_on_sqlite(
+    sqlite_template: Path, tmp_path: Path, receiver: Receiver
+) -> None:
+    """SQLite stalled by another process's open write transaction: two requests in progress
+    wait for it, the rest are refused at once with 503 + Retry-After, and once the writer is
+    done the two are accepted and new requests are too."""
+    path = tmp_path / "hookline.db"
+    shutil.copy(sqlite_template, path)
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{path}", max_concurrent_requests=2, request_queue_timeout_s=0.2
+    )
+    async with running_api(settings, run_worker=False) as api:
+        user, _ = await api.user()
+        _, admin = await api.user("host-app", admin=True)
+        await api.store.save_config(user.id, receiver.url, True, None, ["resume.parsed"])
+        body = {"userId": user.id, "event": "resume.parsed", "data": EXAMPLE_DATA["resume.parsed"]}
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # SQLite's one writer, held by another connection
+        try:
+            posts = [
+                asyncio.create_task(api.client.post("/api/events", headers=admin, json=body))
+                for _ in range(10)
+            ]
+            done, waiting = await asyncio.wait(posts, timeout=2.0)
+            refused = [task.result() for task in done]
+            assert len(refused) == 8 and len(waiting) == 2
+            assert all(r.status_code == 503 for r in refused)
+            assert all(r.headers["Retry-After"] == "1" for r in refused)
+            assert all(
+                r.json()["error"] == "The server is busy; try again shortly" for r in refused
+            )
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        accepted = [await task for task in waiting]
+        assert [r.status_code for r in accepted] == [202, 202]
+        again = await api.client.post("/api/events", headers=admin, json=body)
+        assert again.status_code == 202
