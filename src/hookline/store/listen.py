@@ -192,7 +192,12 @@ class Listener:
         """Wait (at most lock_timeout) for the token; once held, listen and wake the worker.
         None unless the connection failed (then why)."""
         try:
-            await conn.fetchval("SELECT pg_advisory_lock($1)", self._token_key)
+            # lock_timeout ends the wait on the server; this ends it on a dead connection.
+            await conn.fetchval(
+                "SELECT pg_advisory_lock($1)",
+                self._token_key,
+                timeout=self._check_every_s + self._check_timeout_s,
+            )
         except Exception as exc:
             if getattr(exc, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
                 return None  # still held elsewhere; the connection answered
