@@ -31,10 +31,11 @@ from tests.support import TEST_KEY, Receiver, make_settings, running_api
 pytestmark = pytest.mark.slow
 
 PUBLISHERS = 500
-STALL_S = 4.0
-# The bound is 1 s (the benchmark measures it); this shared, noisy test machine gets
-# twice that. Without shedding, accepted requests wait out the whole stall.
-ACCEPTED_P99_S = 2.0
+STALL_S = 5.0
+# The bound is 1 s (the benchmark measures it; this test saw 0.6-0.95 s); a shared,
+# noisy test machine stalls whole processes now and then, so the bound here is 3 s. Without
+# shedding, accepted requests wait out the whole stall (p99 above 5 s).
+ACCEPTED_P99_S = 3.0
 
 
 @dataclass
