@@ -56,6 +56,7 @@ from bench.procs import (
     wait_http,
     wait_log,
 )
+from bench.quiet import quiet_rows, run_quiet
 from bench.stats import median, summary_ms
 from hookline.config import Settings
 
@@ -94,6 +95,14 @@ class Plan:
     fanout_backends: tuple[str, ...] = ("postgres", "sqlite")
     scale_backends: tuple[str, ...] = ("postgres", "sqlite")
     drain_timeout_s: float = 120.0
+    quiet: bool = True  # bench.quiet: idle, trickle, wake-ups, connections, overload, hog
+    quiet_idle_s: float = 15.0
+    quiet_pickups: int = 10
+    quiet_flat_out_n: int = 2_000
+    quiet_drain_n: int = 5_000
+    quiet_requests: int = 1_000
+    quiet_overload_publishers: int = 500
+    quiet_stall_s: float = 3.0
 
 
 SMOKE = Plan(
@@ -120,6 +129,7 @@ SMOKE = Plan(
     fanout_backends=("sqlite",),
     scale_backends=("sqlite",),
     drain_timeout_s=30.0,
+    quiet=False,
 )
 
 
@@ -841,6 +851,7 @@ def table(results: dict[str, Any]) -> str:
                     met,
                 )
             )
+    rows += quiet_rows(results.get("quiet", {}))
     header = ("figure", "value", "target", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))]
@@ -918,6 +929,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plan = replace(plan, scale_backends=tuple(b for b in args.scale.split(",") if b))
     if args.fanout is not None:
         plan = replace(plan, fanout_backends=tuple(b for b in args.fanout.split(",") if b))
+    if args.only == "quiet":
+        plan = replace(plan, configs=(), fanout_backends=(), scale_backends=(), bare_runs=0)
+        plan = replace(plan, quiet=True)
     for setting in args.set or []:
         name, _, value = setting.partition("=")
         current = getattr(plan, name)
@@ -953,6 +967,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             any(c != "sqlite" for c in plan.configs)
             or "postgres" in plan.scale_backends
             or "postgres" in plan.fanout_backends
+            or plan.quiet
         )
         candidate = os.environ.get("HOOKLINE_BENCH_POSTGRES_URL") or (
             os.environ.get("HOOKLINE_TEST_POSTGRES_URL")
@@ -1047,6 +1062,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise
                 log(f"scale/{backend} failed: {exc!r}")
                 results["scale"][backend] = {"error": repr(exc)}
+        if plan.quiet:
+            results["quiet"] = await run_quiet(bench)
         results["targets"] = targets(results)
         results["duration_s"] = round(time.monotonic() - started, 1)
         results["machine"]["loadavg_at_end"] = list(os.getloadavg())
@@ -1112,6 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fanout", help="comma-separated fan-out backends (postgres,sqlite; '' = none)"
     )
+    parser.add_argument("--only", choices=["quiet"], help="run only this part")
     parser.add_argument("--profile", help="record py-spy profiles of hookline processes here")
     parser.add_argument("--set", action="append", help="override a plan size: NAME=VALUE")
     parser.add_argument("--strict", action="store_true", help="stop at the first failure")

@@ -53,6 +53,9 @@ def _split_list(value: object) -> object:
     return value
 
 
+#: Connections a worker uses at once: claiming, recording, maintenance, one to spare.
+WORKER_DB_CONNECTIONS = 4
+
 #: The guide's retry schedule: attempts 2, 3 and 4 follow after 1, 5 and 15 seconds.
 DEFAULT_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 5.0, 15.0)
 
@@ -64,8 +67,17 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "production"
     database_url: str = DEFAULT_DATABASE_URL
-    # PostgreSQL connections each process keeps open (as many more may open under a burst).
-    db_pool_size: int = Field(default=20, ge=1)
+    # Database connections each process keeps open, and never more: at least the API's
+    # max_concurrent_requests plus the worker's few (db_pool_connections), so that steady load
+    # opens no new connection.
+    db_pool_size: int = Field(default=0, ge=0)
+    # The HTTP API's admission limit: requests in progress at once. Others wait for a slot up
+    # to request_queue_timeout_s, then get 503 with Retry-After (no latency runs away).
+    max_concurrent_requests: int = Field(default=16, ge=1)
+    request_queue_timeout_s: float = Field(default=0.25, gt=0)
+    # PostgreSQL: a statement waiting longer than this for a lock gives up (the API answers
+    # 503); 0 waits for ever.
+    db_lock_timeout_s: float = Field(default=0.5, ge=0)
     # Log lines: readable text, or one JSON object per line for a log shipper.
     log_format: Literal["text", "json"] = "text"
 
@@ -143,6 +155,12 @@ class Settings(BaseSettings):
     @property
     def development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def db_pool_connections(self) -> int:
+        """The connection pool's size: ``db_pool_size``, but never fewer than the API may use
+        at once (``max_concurrent_requests``) plus the worker's own."""
+        return max(self.db_pool_size, self.max_concurrent_requests + WORKER_DB_CONNECTIONS)
 
     @property
     def max_attempts(self) -> int:

@@ -1,29 +1,54 @@
-"""The SQLite watcher wakes a worker for new deliveries, and only for those."""
+"""The SQLite watcher wakes a worker for new deliveries, and only for those; on Linux it sleeps
+until the database's files are written, so an idle database costs it nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 
 from hookline.store import Store
 from hookline.store.schema import deliveries
-from hookline.store.sqlite_watch import watch
+from hookline.store.sqlite_watch import Watcher
 from tests.integration.test_publish import EXAMPLE_DATA
 from tests.support import make_settings
 
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 
+
+async def start_watcher(
+    path: Path, on_new: Callable[[], None], use_inotify: bool
+) -> tuple[Watcher, Callable[[], Awaitable[None]]]:
+    watcher = Watcher(str(path), on_new, asyncio.get_running_loop(), use_inotify=use_inotify)
+    watcher.start()
+    await asyncio.sleep(0.2)  # it has started watching and read its first answers
+    return watcher, watcher.stop
+
+
+def thread_cpu_s(native_id: int) -> float:
+    """CPU time of one thread of this process, from /proc (nanoseconds in schedstat)."""
+    return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[0]) / 1e9
+
+
+@pytest.mark.parametrize("use_inotify", [True, False], ids=["inotify", "poll"])
 async def test_wakes_for_new_deliveries_not_for_other_commits(
-    sqlite_template: Path, tmp_path: Path
+    sqlite_template: Path, tmp_path: Path, use_inotify: bool
 ) -> None:
     path = tmp_path / "hookline.db"
     shutil.copy(sqlite_template, path)
     store = Store(make_settings(f"sqlite+aiosqlite:///{path}"))
     wakes = asyncio.Event()
-    stop = await watch(str(path), wakes.set)
+    watcher, stop = await start_watcher(path, wakes.set, use_inotify)
     try:
+        if use_inotify and sys.platform.startswith("linux"):
+            assert watcher.mode == "inotify"
+        elif not use_inotify:
+            assert watcher.mode == "poll"
         user, _, _ = await store.create_user("user", False)
         await store.save_config(user.id, "http://127.0.0.1:9/hook", True, None, ["resume.parsed"])
         await asyncio.sleep(0.1)  # the watcher has seen these commits (and ignored them)
@@ -40,6 +65,55 @@ async def test_wakes_for_new_deliveries_not_for_other_commits(
 
         await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
         await asyncio.wait_for(wakes.wait(), timeout=2)
+    finally:
+        await stop()
+        await store.close()
+
+
+@linux_only
+async def test_idle_costs_nothing_and_a_commit_wakes_at_once(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "hookline.db"
+    shutil.copy(sqlite_template, path)
+    (tmp_path / "unrelated.log").write_text("")
+    store = Store(make_settings(f"sqlite+aiosqlite:///{path}"))
+    loop = asyncio.get_running_loop()
+    woken_at: list[float] = []
+    woken = asyncio.Event()
+
+    def on_new() -> None:
+        woken_at.append(loop.time())
+        woken.set()
+
+    watcher, stop = await start_watcher(path, on_new, True)
+    try:
+        user, _, _ = await store.create_user("user", False)
+        await store.save_config(user.id, "http://127.0.0.1:9/hook", True, None, ["resume.parsed"])
+        await asyncio.sleep(0.1)
+        thread_id = watcher._thread.native_id
+        assert thread_id is not None
+        before = thread_cpu_s(thread_id)
+        for _ in range(20):  # writes to other files of the directory do not count
+            with (tmp_path / "unrelated.log").open("a") as log:
+                log.write("line\n")
+            await asyncio.sleep(0.05)
+        # A 3 ms poll asks SQLite about 330 times in this second; sleeping, it asks never.
+        assert thread_cpu_s(thread_id) - before < 0.002
+        assert not woken_at
+
+        lags = []
+        for _ in range(10):
+            woken.clear()
+            published_at = loop.time()
+            await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+            await asyncio.wait_for(woken.wait(), timeout=2)
+            assert len(woken_at) == len(lags) + 1
+            lags.append(woken_at[-1] - published_at)
+            await asyncio.sleep(0.02)
+        # Woken within the publish call's own time, or a little after it (generous: a busy
+        # machine); a poll every 3 ms would show a few ms.
+        assert sorted(lags)[len(lags) // 2] < 0.05, lags
     finally:
         await stop()
         await store.close()

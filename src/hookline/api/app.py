@@ -19,6 +19,7 @@ from hookline.api.metrics import RequestMetrics
 from hookline.api.metrics import router as metrics_router
 from hookline.api.ratelimit import RateLimiter
 from hookline.api.routes import dashboard, endpoints, events, tasks, webhooks
+from hookline.api.shedding import Admission
 from hookline.config import Settings
 from hookline.crypto import load_box
 from hookline.delivery.worker import Worker
@@ -82,6 +83,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     )
     # Whatever escapes the app is answered in JSON and not re-raised.
     app.add_middleware(FailureResponses)
+    # At most max_concurrent_requests in progress; the rest wait briefly, then get 503.
+    app.add_middleware(
+        Admission,
+        limit=settings.max_concurrent_requests,
+        queue_timeout_s=settings.request_queue_timeout_s,
+    )
     # Outermost of ours, so that it times and logs the answer FailureResponses gives.
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.include_router(webhooks.router)

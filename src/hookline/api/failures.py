@@ -7,6 +7,8 @@ The exception is not re-raised: Starlette's outer error middleware would answer
 =========================== ====== ==============================================
 What was raised             Status What the client gets
 =========================== ====== ==============================================
+database busy               503    ``Retry-After: 1``: no pooled connection came
+                                   free, or a lock was not granted, in time
 database unavailable        503    ``Retry-After``; try again shortly
 database full               507    nothing was stored; an operator must make room
 ``KeyConfigError``          500    the stored secrets don't open with the keys
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import exc as sa_exc
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +34,8 @@ from hookline.store.errors import DatabaseFault, classify
 log = logging.getLogger("hookline.api")
 
 RETRY_AFTER_S = 5  # an outage long enough to fail a request rarely ends sooner
+BUSY_RETRY_AFTER_S = 1  # a busy pool or a held lock frees up in moments
+_LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL: lock_timeout passed
 
 
 class FailureResponses:
@@ -74,7 +79,12 @@ def failure_response(
         where += " (after the response started)"
     fault = classify(exc)
     headers = {"X-Request-Id": request_id}
-    if fault is DatabaseFault.UNAVAILABLE:
+    if fault is DatabaseFault.UNAVAILABLE and _busy(exc):
+        # Load shedding, not an outage: the request started nothing it could not undo.
+        log.warning("request %s %s: database busy: %s", request_id, where, _line(exc))
+        status, message = 503, "The database is busy; try again shortly"
+        headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
+    elif fault is DatabaseFault.UNAVAILABLE:
         log.warning("request %s %s: database unavailable: %s", request_id, where, _line(exc))
         status, message = 503, "The database is unavailable; try again shortly"
         headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -90,6 +100,22 @@ def failure_response(
         status, message = 500, "Internal server error"
     body = {"success": False, "error": message, "requestId": request_id}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database being busy rather than gone: no pooled connection came
+    free in time, or a statement waited for a lock past ``lock_timeout``."""
+    link: BaseException | None = exc
+    for _ in range(8):
+        if link is None:
+            return False
+        if isinstance(link, sa_exc.TimeoutError):
+            return True
+        if getattr(link, "sqlstate", None) == _LOCK_NOT_AVAILABLE:
+            return True
+        orig = getattr(link, "orig", None)
+        link = orig if isinstance(orig, BaseException) else link.__cause__
+    return False
 
 
 def _line(exc: BaseException) -> str:

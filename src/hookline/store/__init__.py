@@ -101,7 +101,12 @@ class Store:
     def __init__(self, settings: Settings, box: SecretBox | None = None) -> None:
         self.settings = settings
         self._box = box
-        self.db = Database(settings.database_url, settings.db_pool_size)
+        self.db = Database(
+            settings.database_url,
+            settings.db_pool_connections,
+            pool_timeout_s=settings.request_queue_timeout_s,
+            lock_timeout_s=settings.db_lock_timeout_s,
+        )
         self.queue: Queue = SqliteQueue(self.db) if self.db.sqlite else PostgresQueue(self.db)
         self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
         # token id -> time.monotonic() of this process's last write of its last_used_at, so
@@ -546,10 +551,13 @@ class Store:
             if deleted < batch:
                 return total
 
-    async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
+    async def listen(
+        self, on_notify: Callable[[], None], busy: Callable[[], bool] | None = None
+    ) -> Stop | None:
         """Call ``on_notify`` soon after a delivery is enqueued, by any process. Returns a
-        coroutine function that stops listening (None for an in-memory database)."""
-        return await self.queue.listen(on_notify)
+        coroutine function that stops listening (None for an in-memory database). On
+        PostgreSQL one listener at a time is woken; one that is ``busy()`` hands over."""
+        return await self.queue.listen(on_notify, busy)
 
     # --- views --------------------------------------------------------------------------
 

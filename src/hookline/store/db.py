@@ -42,7 +42,9 @@ def _sqlite_thread_engine(url: str) -> Engine:
     return engine
 
 
-def create_engines(url: str, pool_size: int = 20) -> tuple[AsyncEngine, AsyncEngine]:
+def create_engines(
+    url: str, pool_size: int = 20, *, pool_timeout_s: float = 30.0, lock_timeout_s: float = 0.0
+) -> tuple[AsyncEngine, AsyncEngine]:
     """(writer, reader) engines for ``url``. Readers run each statement in autocommit.
 
     On PostgreSQL both share one pool; the reader's connections are in autocommit, so a read
@@ -50,20 +52,32 @@ def create_engines(url: str, pool_size: int = 20) -> tuple[AsyncEngine, AsyncEng
     too (``Database.write_once``). On SQLite the writer starts every transaction with BEGIN
     IMMEDIATE so that a writer takes the lock up front instead of failing to upgrade a read
     lock; readers never block behind writers thanks to WAL.
+
+    A pool holds ``pool_size`` connections and never opens more: one opened beyond it would
+    be closed on return, so every burst above it paid for new connections (a PostgreSQL
+    backend each) just when the database was busiest. A caller that finds none free within
+    ``pool_timeout_s`` gets ``sqlalchemy.exc.TimeoutError`` (the API's 503). On PostgreSQL a
+    statement waiting for a lock longer than ``lock_timeout_s`` (if not 0) fails with
+    SQLSTATE 55P03.
     """
+    pooled: dict[str, Any] = {
+        "pool_size": pool_size,
+        "max_overflow": 0,
+        "pool_timeout": pool_timeout_s,
+    }
     if not is_sqlite(url):
-        # Connections beyond the pool are closed on return: size it for the usual load, or
-        # every burst pays for new connections.
+        settings = {"lock_timeout": str(round(lock_timeout_s * 1000))} if lock_timeout_s else {}
         engine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False
+            url, pool_pre_ping=False, connect_args={"server_settings": settings}, **pooled
         )
         return engine, engine.execution_options(isolation_level="AUTOCOMMIT")
     # No mkdir here: a missing directory is a mistyped path more often than a new database
-    # (only ``hookline migrate`` creates it, and says so).
+    # (only ``hookline migrate`` creates it, and says so). The writer needs one connection at a
+    # time (the write lock below); readers as many as requests in progress.
     writer = create_async_engine(url)
     # Readers run each statement in autocommit: no BEGIN, and nothing to roll back on return,
     # which saves two round trips to SQLite's thread per read.
-    reader = create_async_engine(url, pool_reset_on_return=None)
+    reader = create_async_engine(url, pool_reset_on_return=None, **pooled)
     event.listen(writer.sync_engine, "connect", _sqlite_pragmas)
     event.listen(reader.sync_engine, "connect", _sqlite_pragmas)
     event.listen(writer.sync_engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
@@ -74,10 +88,19 @@ class Database:
     """The two engines, plus what SQLite wants: an in-process write lock, and a thread of its
     own that runs write transactions whole (``run_write``)."""
 
-    def __init__(self, url: str, pool_size: int = 20) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 20,
+        *,
+        pool_timeout_s: float = 30.0,
+        lock_timeout_s: float = 0.0,
+    ) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self.writer, self.reader = create_engines(url, pool_size)
+        self.writer, self.reader = create_engines(
+            url, pool_size, pool_timeout_s=pool_timeout_s, lock_timeout_s=lock_timeout_s
+        )
         # One writer at a time inside this process: cheaper than contending on SQLite's lock.
         self._write_lock = asyncio.Lock() if self.sqlite else None
         # PostgreSQL runs a single-statement write in autocommit: one round trip, not three.

@@ -41,6 +41,7 @@ _PG_UNAVAILABLE = {
     "57P02",  # crash_shutdown
     "57P03",  # cannot_connect_now: the server is starting up or in recovery
     "53300",  # too_many_connections: transient, like a refused connection
+    "55P03",  # lock_not_available: waited longer than lock_timeout (a stalled database)
 }
 _PG_DISK_FULL = "53100"
 

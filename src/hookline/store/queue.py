@@ -194,8 +194,11 @@ class Queue(Protocol):
         """When the earliest pending delivery comes due (None when there is none)."""
         ...
 
-    async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
-        """Call ``on_notify`` soon after any process enqueues; returns how to stop."""
+    async def listen(
+        self, on_notify: Callable[[], None], busy: Callable[[], bool] | None = None
+    ) -> Stop | None:
+        """Call ``on_notify`` soon after any process enqueues; returns how to stop. Where
+        listeners take turns (PostgreSQL), one that is ``busy()`` lets another take over."""
         ...
 
 

@@ -44,6 +44,8 @@ from hookline.timeutil import to_micros
 
 #: The advisory lock key of the one maintainer at a time: "hook" in ASCII.
 MAINTENANCE_LOCK_KEY = 0x686F6F6B
+#: The advisory lock key of the one listener at a time (``listen``): "hool" in ASCII.
+LISTEN_TOKEN_KEY = 0x686F6F6C
 _TRY_MAINTENANCE_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
 _NOTIFY = text("SELECT pg_notify(:channel, '')")
 
@@ -288,10 +290,16 @@ class PostgresQueue:
             value: datetime | None = (await conn.execute(NEXT_DUE)).scalar_one()
         return value
 
-    async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
+    async def listen(
+        self, on_notify: Callable[[], None], busy: Callable[[], bool] | None = None
+    ) -> Stop | None:
         dsn = make_url(self.db.url).set(drivername="postgresql")
         return await listening.listen(
-            dsn.render_as_string(hide_password=False), NOTIFY_CHANNEL, on_notify
+            dsn.render_as_string(hide_password=False),
+            NOTIFY_CHANNEL,
+            on_notify,
+            token_key=LISTEN_TOKEN_KEY,
+            busy=busy,
         )
 
     @staticmethod

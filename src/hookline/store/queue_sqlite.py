@@ -182,7 +182,9 @@ class SqliteQueue:
             value: datetime | None = (await conn.execute(NEXT_DUE)).scalar_one()
         return value
 
-    async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
+    async def listen(
+        self, on_notify: Callable[[], None], busy: Callable[[], bool] | None = None
+    ) -> Stop | None:
         path = make_url(self.db.url).database
         if not path or path == ":memory:":
             return None
