@@ -20,7 +20,7 @@ from hookline.crypto import SecretBox, load_box
 from hookline.events import TEST_EVENT
 from hookline.payload import dumps
 from hookline.store import endpoints as endpoint_sql
-from hookline.store import users, views
+from hookline.store import idempotency, users, views
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointFields, EndpointRow
 from hookline.store.queue import (
@@ -373,12 +373,51 @@ class Store:
 
     # --- publishing ---------------------------------------------------------------------
 
-    async def publish(self, user_id: str, event: str, data: Mapping[str, Any] | bytes) -> Enqueued:
+    async def publish(
+        self,
+        user_id: str,
+        event: str,
+        data: Mapping[str, Any] | bytes,
+        *,
+        idempotency_key: str | None = None,
+        publisher: str = idempotency.PYTHON_PUBLISHER,
+    ) -> Enqueued:
         """Accept an event: one delivery per enabled endpoint of the user subscribed to it,
-        durable when this returns. ``data`` may come already serialised (``payload.dumps``)."""
+        durable when this returns. ``data`` may come already serialised (``payload.dumps``).
+        Under an ``idempotency_key`` of ``publisher`` already used for the same request in
+        the last 24 hours, answer that request's result and create nothing; KeyConflict when
+        it was used for a different request."""
         data_json = data if isinstance(data, bytes) else dumps(data)
         new = NewEvent(user_id, event, data_json)
-        return await self.queue.enqueue(new, utcnow(), self.settings.max_attempts)
+        if idempotency_key is None:
+            return await self.queue.enqueue(new, utcnow(), self.settings.max_attempts)
+        [result] = await self.publish_batch(publisher, [(new, idempotency_key)])
+        if isinstance(result, idempotency.KeyConflict):
+            raise result
+        return result
+
+    async def publish_batch(
+        self, publisher: str, items: Sequence[tuple[NewEvent, str | None]]
+    ) -> list[Enqueued | idempotency.KeyConflict]:
+        """Accept events in one transaction, each under its idempotency key of ``publisher``
+        (or None); a result per event, in order: what it made (or made before, for a repeated
+        key), or KeyConflict for a key used for a different request."""
+        events = [new for new, _ in items]
+        keys = [
+            None if key is None else idempotency.Keyed(key, idempotency.request_hash(new))
+            for new, key in items
+        ]
+        max_attempts = self.settings.max_attempts
+
+        def publish(conn: Connection) -> list[Enqueued | idempotency.KeyConflict]:
+            return idempotency.publish_keyed_sync(
+                conn, publisher, events, keys, utcnow(), max_attempts
+            )
+
+        if self.db.sqlite:
+            return await self.db.run_write(publish)
+        async with self.db.write() as conn:
+            return await conn.run_sync(publish)
 
     async def start_test(
         self, user_id: str, data: Mapping[str, Any], endpoint_id: str | None = None
@@ -471,7 +510,17 @@ class Store:
             deleted = await self.queue.purge(cutoff, batch)
             total += deleted
             if deleted < batch:
-                return total
+                break
+        await self.purge_idempotency_keys()
+        return total
+
+    async def purge_idempotency_keys(self) -> int:
+        """Forget idempotency keys older than 24 hours; returns how many."""
+        now = utcnow()
+        if self.db.sqlite:
+            return await self.db.run_write(lambda conn: idempotency.purge_sync(conn, now))
+        async with self.db.write() as conn:
+            return await conn.run_sync(idempotency.purge_sync, now)
 
     async def listen(self, on_notify: Callable[[], None]) -> Stop | None:
         """Call ``on_notify`` soon after a delivery is enqueued, by any process. Returns a
