@@ -36,6 +36,7 @@ OPERATIONS = [
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/regenerate-secret", "regenerateEndpointSecret"),
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/test", "sendEndpointTest"),
     ("POST", "/api/events", "publishEvent"),
+    ("POST", "/api/events/batch", "publishEvents"),
 ]
 
 

@@ -78,7 +78,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_config_body_bytes,
-        limits={"/api/events": settings.max_event_data_bytes + 16 * 1024},
+        limits={
+            "/api/events": settings.max_event_data_bytes + 16 * 1024,
+            "/api/events/batch": settings.max_batch_body_bytes,
+        },
     )
     # Whatever escapes the app is answered in JSON and not re-raised.
     app.add_middleware(FailureResponses)

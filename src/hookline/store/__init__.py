@@ -402,6 +402,8 @@ class Store:
         """Accept events in one transaction, each under its idempotency key of ``publisher``
         (or None); a result per event, in order: what it made (or made before, for a repeated
         key), or KeyConflict for a key used for a different request."""
+        if not items:
+            return []
         events = [new for new, _ in items]
         keys = [
             None if key is None else idempotency.Keyed(key, idempotency.request_hash(new))

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, status
+from pydantic import TypeAdapter, ValidationError
 
 from hookline.api.deps import CurrentAdmin, MetricsDep, SettingsDep, StoreDep, WakeDep
 from hookline.api.errors import ApiError, ErrorBody
-from hookline.api.schemas import PublishIn, PublishResponse
+from hookline.api.schemas import (
+    MAX_BATCH_EVENTS,
+    PublishBatchIn,
+    PublishBatchItem,
+    PublishBatchResponse,
+    PublishBatchResult,
+    PublishIn,
+    PublishResponse,
+)
+from hookline.config import Settings
 from hookline.events import EventError, check_event
 from hookline.payload import PayloadError, dumps
 from hookline.store.idempotency import KEY_PATTERN, KeyConflict
+from hookline.store.queue import NewEvent
 
 #: The ``Idempotency-Key`` header: a retry with the same key and body answers the first answer.
 IdempotencyKey = Annotated[
@@ -64,18 +75,7 @@ async def publish(
     idempotency_key: IdempotencyKey = None,
 ) -> PublishResponse:
     """Accept an event. When this answers 202, its deliveries are stored and will be sent."""
-    try:
-        check_event(settings.events, body.event, body.data)
-        data_json = dumps(body.data)
-    except EventError as exc:
-        raise ApiError(422, str(exc), exc.fields) from exc
-    except PayloadError as exc:
-        raise ApiError(422, str(exc), {"data": str(exc)}) from exc
-    if len(data_json) > settings.max_event_data_bytes:
-        raise ApiError(
-            413,
-            f"data is {len(data_json)} bytes; the limit is {settings.max_event_data_bytes} bytes",
-        )
+    data_json = _checked(settings, body.event, body.data)
     started = time.perf_counter()
     try:
         result = await store.publish(
@@ -91,3 +91,100 @@ async def publish(
     if result.delivery_ids:
         wake.set()
     return PublishResponse(deliveryIds=result.delivery_ids, reason=result.reason)
+
+
+def _checked(settings: Settings, event: str, data: dict[str, Any]) -> bytes:
+    """The event's data as the JSON it is sent as; ApiError (422, 413) for a bad event."""
+    try:
+        check_event(settings.events, event, data)
+        data_json = dumps(data)
+    except EventError as exc:
+        raise ApiError(422, str(exc), exc.fields) from exc
+    except PayloadError as exc:
+        raise ApiError(422, str(exc), {"data": str(exc)}) from exc
+    if len(data_json) > settings.max_event_data_bytes:
+        raise ApiError(
+            413,
+            f"data is {len(data_json)} bytes; the limit is {settings.max_event_data_bytes} bytes",
+        )
+    return data_json
+
+
+_ITEM = TypeAdapter(PublishBatchItem)
+
+
+@router.post(
+    "/events/batch",
+    operation_id="publishEvents",
+    response_model=PublishBatchResponse,
+    responses={
+        400: {"model": ErrorBody, "description": "The body is not a JSON object"},
+        401: {"model": ErrorBody, "description": "Missing, malformed, unknown or revoked token"},
+        403: {"model": ErrorBody, "description": "Not an admin token"},
+        413: {"model": ErrorBody, "description": "The body is larger than the limit"},
+        415: {"model": ErrorBody, "description": "The body is not sent as application/json"},
+        422: {
+            "model": ErrorBody,
+            "description": f"`events` is missing, not a list, or longer than {MAX_BATCH_EVENTS}",
+        },
+    },
+)
+async def publish_batch(
+    body: PublishBatchIn,
+    admin: CurrentAdmin,
+    store: StoreDep,
+    settings: SettingsDep,
+    wake: WakeDep,
+    metrics: MetricsDep,
+) -> PublishBatchResponse:
+    """Accept up to 1,000 events in one transaction, with a result for each, in order. Each
+    event is checked as POST /api/events checks it: a bad one is refused in its result (the
+    status and error it alone would have got) and the others are published."""
+    results: list[PublishBatchResult | None] = []
+    accepted: list[tuple[int, NewEvent, str | None]] = []
+    for position, raw in enumerate(body.events):
+        try:
+            item = _item(raw)
+            data_json = _checked(settings, item.event, item.data)
+        except ApiError as exc:
+            results.append(_refused(exc.status, exc.message, exc.fields))
+            continue
+        results.append(None)
+        new = NewEvent(item.userId, item.event, data_json)
+        accepted.append((position, new, item.idempotencyKey))
+    started = time.perf_counter()
+    published = await store.publish_batch(admin.id, [(new, key) for _, new, key in accepted])
+    elapsed_s = time.perf_counter() - started
+    for (position, new, _), outcome in zip(accepted, published, strict=True):
+        if isinstance(outcome, KeyConflict):
+            results[position] = _refused(409, str(outcome))
+            continue
+        metrics.publish_done(new.event, bool(outcome.delivery_ids), elapsed_s)
+        results[position] = PublishBatchResult(
+            status=202, deliveryIds=outcome.delivery_ids, reason=outcome.reason
+        )
+        if outcome.delivery_ids:
+            wake.set()
+    return PublishBatchResponse(results=[r for r in results if r is not None])
+
+
+def _item(raw: object) -> PublishBatchItem:
+    """One event of a batch, validated as POST /api/events validates its body."""
+    if not isinstance(raw, dict):
+        raise ApiError(422, "An event must be a JSON object")
+    try:
+        return _ITEM.validate_python(raw)
+    except ValidationError as exc:
+        fields: dict[str, str] = {}
+        for err in exc.errors():
+            name = ".".join(str(part) for part in err["loc"]) or "body"
+            kind = err["type"]
+            fields.setdefault(
+                name, "is not a known field" if kind == "extra_forbidden" else err["msg"]
+            )
+        summary = "; ".join(f"{name}: {why}" for name, why in fields.items())
+        raise ApiError(422, f"Invalid event: {summary}", fields) from exc
+
+
+def _refused(status: int, error: str, fields: dict[str, str] | None = None) -> PublishBatchResult:
+    return PublishBatchResult(status=status, deliveryIds=[], error=error, fields=fields or None)
