@@ -11,7 +11,10 @@
    publishing to one (``Store.publish`` and POST /api/events), and draining the deliveries
    either makes;
 5. scale: draining 10,000 against 1,000,000 pending deliveries, logs and stats for a user with
-   1,000,000 deliveries, worker RSS with a 1,000,000 backlog.
+   1,000,000 deliveries, worker RSS with a 1,000,000 backlog;
+6. the front door (``bench.frontdoor``): POST /api/events one event per request with 32 in
+   flight, and POST /api/events/batch, against the API alone: rate, latency, API CPU per event,
+   new database connections per 1,000 requests.
 
 It prints one table and writes ``bench/results/latest.json``. ``--smoke`` runs a tiny version.
 """
@@ -44,6 +47,7 @@ import sqlalchemy
 
 from bench import db, load, seed
 from bench.fanout import APIS, run_fanout
+from bench.frontdoor import frontdoor_rows, frontdoor_targets, run_frontdoor
 from bench.procs import (
     HOOKLINE,
     PROFILER,
@@ -94,6 +98,14 @@ class Plan:
     fanout_backends: tuple[str, ...] = ("postgres", "sqlite")
     scale_backends: tuple[str, ...] = ("postgres", "sqlite")
     drain_timeout_s: float = 120.0
+    frontdoor_backends: tuple[str, ...] = ("postgres", "sqlite")
+    frontdoor_n: int = 5_000  # POST /api/events requests, timed
+    frontdoor_warmup: int = 500
+    frontdoor_concurrency: int = 32
+    frontdoor_batch: int = 1_000  # events per POST /api/events/batch
+    frontdoor_batches: int = 30
+    frontdoor_batch_concurrency: int = 2
+    frontdoor_serve_workers: int = 1  # hookline serve --workers
 
 
 SMOKE = Plan(
@@ -120,6 +132,11 @@ SMOKE = Plan(
     fanout_backends=("sqlite",),
     scale_backends=("sqlite",),
     drain_timeout_s=30.0,
+    frontdoor_backends=("sqlite",),
+    frontdoor_n=200,
+    frontdoor_warmup=20,
+    frontdoor_batch=100,
+    frontdoor_batches=3,
 )
 
 
@@ -678,6 +695,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"{label} p99, among other users ({backend})", p99, "ms", "<= 50", p99 <= 50)
         rss = _num(scale["backlog_large"]["worker_peak_rss_mib"])
         add(f"worker peak RSS, 1M backlog ({backend})", rss, "MiB", "<= 150", rss <= 150)
+    frontdoor_targets(results.get("frontdoor", {}), limit, add)
     return out
 
 
@@ -841,6 +859,7 @@ def table(results: dict[str, Any]) -> str:
                     met,
                 )
             )
+    rows += frontdoor_rows(results.get("frontdoor", {}), verdict)
     header = ("figure", "value", "target", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))]
@@ -918,6 +937,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plan = replace(plan, scale_backends=tuple(b for b in args.scale.split(",") if b))
     if args.fanout is not None:
         plan = replace(plan, fanout_backends=tuple(b for b in args.fanout.split(",") if b))
+    if args.frontdoor is not None:
+        plan = replace(plan, frontdoor_backends=tuple(b for b in args.frontdoor.split(",") if b))
     for setting in args.set or []:
         name, _, value = setting.partition("=")
         current = getattr(plan, name)
@@ -953,6 +974,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             any(c != "sqlite" for c in plan.configs)
             or "postgres" in plan.scale_backends
             or "postgres" in plan.fanout_backends
+            or "postgres" in plan.frontdoor_backends
         )
         candidate = os.environ.get("HOOKLINE_BENCH_POSTGRES_URL") or (
             os.environ.get("HOOKLINE_TEST_POSTGRES_URL")
@@ -976,6 +998,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 configs=tuple(c for c in plan.configs if c == "sqlite"),
                 fanout_backends=tuple(b for b in plan.fanout_backends if b == "sqlite"),
                 scale_backends=tuple(b for b in plan.scale_backends if b == "sqlite"),
+                frontdoor_backends=tuple(b for b in plan.frontdoor_backends if b == "sqlite"),
             )
         bench = Bench(
             plan=plan,
@@ -1009,6 +1032,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "configs": {},
             "fanout": {},
             "scale": {},
+            "frontdoor": {},
         }
         runs = []
         for i in range(plan.bare_runs):
@@ -1039,6 +1063,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise
                 log(f"fanout/{backend} failed: {exc!r}")
                 results["fanout"][backend] = {"error": repr(exc)}
+        for backend in plan.frontdoor_backends:
+            try:
+                results["frontdoor"][backend] = await run_frontdoor(bench, backend)
+            except Exception as exc:
+                if args.smoke or args.strict:
+                    raise
+                log(f"frontdoor/{backend} failed: {exc!r}")
+                results["frontdoor"][backend] = {"error": repr(exc)}
         for backend in plan.scale_backends:
             try:
                 results["scale"][backend] = await run_scale(bench, backend)
@@ -1111,6 +1143,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--fanout", help="comma-separated fan-out backends (postgres,sqlite; '' = none)"
+    )
+    parser.add_argument(
+        "--frontdoor", help="comma-separated front-door backends (postgres,sqlite; '' = none)"
     )
     parser.add_argument("--profile", help="record py-spy profiles of hookline processes here")
     parser.add_argument("--set", action="append", help="override a plan size: NAME=VALUE")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from hookline.store.schema import deliveries, messages
@@ -248,3 +249,59 @@ async def test_the_limits_of_a_batch(database_url: str) -> None:
         ).status_code == 403
         assert (await api.client.post("/api/events/batch", json={"events": []})).status_code == 401
         assert await _count(api) == 1000
+
+
+async def test_concurrent_single_publishes_share_statements_yet_answer_each_alone(
+    api: Api, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """POST /api/events requests that arrive together are stored together (group commit):
+    each still gets its own deliveries or reason, and every one is delivered once."""
+    two, two_auth = await api.user("two-endpoints")
+    for path in ("/a", "/b"):
+        created = await api.client.post(
+            "/api/webhooks/endpoints",
+            headers=two_auth,
+            json={"url": receiver.url + path, "enabledEvents": ["resume.parsed"]},
+        )
+        assert created.status_code == 201, created.text
+    off, off_auth = await api.user("switched-off")
+    await api.client.post(
+        "/api/webhooks/config",
+        headers=off_auth,
+        json={"url": receiver.url, "enabled": False},
+    )
+    nobody, _ = await api.user("nobody")
+    _, admin = await api.user("host-app", admin=True)
+    sizes: list[int] = []
+    enqueue_many = api.store.queue.enqueue_many
+
+    async def counted(events: Any, now: Any, max_attempts: int) -> Any:
+        sizes.append(len(events))
+        return await enqueue_many(events, now, max_attempts)
+
+    monkeypatch.setattr(api.store.queue, "enqueue_many", counted)
+    users = [two.id, off.id, nobody.id] * 20
+    answers = await asyncio.gather(
+        *(
+            api.client.post(
+                "/api/events",
+                headers=admin,
+                json={"userId": user_id, "event": "resume.parsed", "data": {**PARSED, "n": n}},
+            )
+            for n, user_id in enumerate(users)
+        )
+    )
+    assert {a.status_code for a in answers} == {202}
+    by_user: dict[str, list[Any]] = {}
+    for user_id, answer in zip(users, answers, strict=True):
+        by_user.setdefault(user_id, []).append(answer.json())
+    assert all(len(a["deliveryIds"]) == 2 for a in by_user[two.id])
+    assert {a["reason"] for a in by_user[off.id]} == {"Webhook is disabled"}
+    assert {a["reason"] for a in by_user[nobody.id]} == {"User has no webhook configuration"}
+    made = [d for a in by_user[two.id] for d in a["deliveryIds"]]
+    assert len(set(made)) == 40 and await _count(api) == 40
+    assert sum(sizes) == 60 and max(sizes) > 1, sizes
+    arrived = await receiver.wait_for(40)
+    await asyncio.sleep(0.3)
+    assert sorted(r.headers["X-Webhook-Delivery-Id"] for r in receiver.received) == sorted(made)
+    assert len(arrived) == 40

@@ -21,6 +21,7 @@ from hookline.events import TEST_EVENT
 from hookline.payload import dumps
 from hookline.store import endpoints as endpoint_sql
 from hookline.store import idempotency, users, views
+from hookline.store.coalesce import GroupCommit
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointFields, EndpointRow
 from hookline.store.queue import (
@@ -67,6 +68,11 @@ __all__ = [
 
 log = logging.getLogger("hookline.store")
 
+#: The most single publishes stored in one statement, and how many such statements may run at
+#: once on PostgreSQL (SQLite has one writer).
+PUBLISH_GROUP_MAX = 500
+PUBLISH_GROUPS_RUNNING_POSTGRES = 2
+
 
 class NotFound(LookupError):
     """The row an operation needs does not exist."""
@@ -100,6 +106,13 @@ class Store:
         # token id -> time.monotonic() of this process's last write of its last_used_at, so
         # a burst of requests with one token writes once, not once per request in flight.
         self._touched: dict[str, float] = {}
+        # Events published one at a time while another publish is being stored are stored
+        # together, in the next statement (SQLite: its one writer; PostgreSQL: a few at once).
+        self._publishes: GroupCommit[NewEvent, Enqueued] = GroupCommit(
+            self._enqueue_many,
+            max_batch=PUBLISH_GROUP_MAX,
+            max_running=1 if self.db.sqlite else PUBLISH_GROUPS_RUNNING_POSTGRES,
+        )
 
     @property
     def box(self) -> SecretBox:
@@ -390,7 +403,7 @@ class Store:
         data_json = data if isinstance(data, bytes) else dumps(data)
         new = NewEvent(user_id, event, data_json)
         if idempotency_key is None:
-            return await self.queue.enqueue(new, utcnow(), self.settings.max_attempts)
+            return await self._publishes.submit(new)
         [result] = await self.publish_batch(publisher, [(new, idempotency_key)])
         if isinstance(result, idempotency.KeyConflict):
             raise result
@@ -405,6 +418,8 @@ class Store:
         if not items:
             return []
         events = [new for new, _ in items]
+        if all(key is None for _, key in items):
+            return list(await self._enqueue_many(events))
         keys = [
             None if key is None else idempotency.Keyed(key, idempotency.request_hash(new))
             for new, key in items
@@ -515,6 +530,9 @@ class Store:
                 break
         await self.purge_idempotency_keys()
         return total
+
+    async def _enqueue_many(self, events: list[NewEvent]) -> list[Enqueued]:
+        return await self.queue.enqueue_many(events, utcnow(), self.settings.max_attempts)
 
     async def purge_idempotency_keys(self) -> int:
         """Forget idempotency keys older than 24 hours; returns how many."""
