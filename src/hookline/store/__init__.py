@@ -4,6 +4,7 @@ queue, whose implementation (``queue_postgres`` or ``queue_sqlite``) is chosen h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline import ids
@@ -24,6 +25,7 @@ from hookline.store import idempotency, users, views
 from hookline.store.coalesce import GroupCommit
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointFields, EndpointRow
+from hookline.store.listen import Listener
 from hookline.store.queue import (
     AttemptRecord,
     Claimed,
@@ -106,6 +108,19 @@ class Store:
         # token id -> time.monotonic() of this process's last write of its last_used_at, so
         # a burst of requests with one token writes once, not once per request in flight.
         self._touched: dict[str, float] = {}
+        # How a request's token is found without the pool (users.TokenCache and
+        # users.SqliteTokenReader); PostgreSQL's cache is trusted while its listener listens.
+        self._token_listener: Listener | None = None
+        self._token_listener_started = False
+        self._token_cache = users.TokenCache(
+            lambda: self._token_listener is not None and self._token_listener.listening
+        )
+        sqlite_path = make_url(settings.database_url).database if self.db.sqlite else None
+        self._token_reader = (
+            users.SqliteTokenReader(sqlite_path)
+            if sqlite_path and sqlite_path != ":memory:"
+            else None
+        )
         # Events published one at a time while another publish is being stored are stored
         # together, in the next statement (SQLite: its one writer; PostgreSQL: a few at once).
         self._publishes: GroupCommit[NewEvent, Enqueued] = GroupCommit(
@@ -122,6 +137,11 @@ class Store:
         return self._box
 
     async def close(self) -> None:
+        if self._token_listener is not None:
+            await self._token_listener.stop()
+            self._token_listener = None
+        if self._token_reader is not None:
+            self._token_reader.close()
         await self.db.dispose()
 
     # --- users and tokens ---------------------------------------------------------------
@@ -167,9 +187,12 @@ class Store:
             return await users.list_tokens(conn, user_id)
 
     async def revoke_token(self, token_id: str) -> None:
+        """Revoke a token: refused from now on by this process, and by every other one once
+        its notice arrives (on PostgreSQL; SQLite's are read fresh every time)."""
         async with self.db.write() as conn:
             if not await users.revoke_token(conn, token_id, utcnow()):
                 raise NotFound(f"no live token with id {token_id}")
+        self._token_cache.forget_all()
 
     async def authenticate(self, token: str) -> User | None:
         """The user a bearer token belongs to, if it is live.
@@ -178,14 +201,47 @@ class Store:
         nothing about stored tokens. It also notes when the token was last used, but writes
         that at most once a minute per token (``users.TOUCH_EVERY``): a request is a read.
         """
-        async with self.db.read() as conn:
-            found = await users.live_token(conn, users.hash_token(token))
+        found = await self._live_token(users.hash_token(token))
         if found is None:
             return None
         now = utcnow()
         if found.last_used_at is None or now - found.last_used_at >= users.TOUCH_EVERY:
             await self._touch_token(found.token_id, now)
         return found.user
+
+    async def _live_token(self, token_hash: str) -> users.LiveToken | None:
+        """A live token by hash: on SQLite read directly from this thread, on PostgreSQL from
+        the cache while it is trusted, else through the pool."""
+        if self._token_reader is not None:
+            with contextlib.suppress(users.ReadBusy):
+                return self._token_reader.live_token(token_hash)
+        elif not self.db.sqlite:
+            cached = self._token_cache.get(token_hash)
+            if cached is not None:
+                return cached
+            await self._listen_for_revocations()
+        generation = self._token_cache.generation
+        async with self.db.read() as conn:
+            found = await users.live_token(conn, token_hash)
+        if found is not None and not self.db.sqlite:
+            self._token_cache.put(token_hash, found, generation)
+        return found
+
+    async def _listen_for_revocations(self) -> None:
+        """Start (once) listening for revocations on PostgreSQL; until it listens, and whenever
+        it stops, the token cache is not used."""
+        if self._token_listener_started:
+            return
+        self._token_listener_started = True
+        dsn = make_url(self.db.url).set(drivername="postgresql")
+        listener = Listener(
+            dsn.render_as_string(hide_password=False),
+            users.TOKENS_CHANNEL,
+            self._token_cache.forget_all,
+            subject="revoked tokens",
+        )
+        self._token_listener = listener
+        await listener.start()
 
     async def _touch_token(self, token_id: str, now: datetime) -> None:
         """Record that a token was used; a failure is logged, never the request's."""

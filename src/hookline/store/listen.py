@@ -48,7 +48,9 @@ class Listener:
         check_timeout_s: float = CHECK_TIMEOUT_S,
         retry_first_s: float = RETRY_FIRST_S,
         retry_max_s: float = RETRY_MAX_S,
+        subject: str = "new deliveries",
     ) -> None:
+        self._subject = subject  # what the log lines say it listens for
         self._dsn = dsn
         self._channel = channel
         self._on_notify = on_notify
@@ -60,6 +62,11 @@ class Listener:
         self._conn: asyncpg.Connection | None = None
         self._down = asyncio.Event()  # set while not listening
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def listening(self) -> bool:
+        """True while it listens: no NOTIFY sent meanwhile can have been missed."""
+        return self._conn is not None and not self._down.is_set()
 
     async def start(self) -> None:
         """Listen now if PostgreSQL answers; if it does not, keep trying in the background."""
@@ -99,7 +106,7 @@ class Listener:
             return False
         if self._down.is_set():
             self._down.clear()
-            log.info("listening on PostgreSQL for new deliveries again")
+            log.info("listening on PostgreSQL for %s again", self._subject)
             self._on_notify()  # something may have been published while we were away
         return True
 
@@ -107,8 +114,8 @@ class Listener:
         if not self._down.is_set():
             self._down.set()
             log.warning(
-                "not listening on PostgreSQL for new deliveries (%s); polling every %g s "
-                "until it reconnects",
+                "not listening on PostgreSQL for %s (%s); polling every %g s until it reconnects",
+                self._subject,
                 why,
                 self._poll_while_down_s,
             )
