@@ -5,6 +5,7 @@ PostgreSQL, against a real receiver."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -305,3 +306,60 @@ async def test_concurrent_single_publishes_share_statements_yet_answer_each_alon
     await asyncio.sleep(0.3)
     assert sorted(r.headers["X-Webhook-Delivery-Id"] for r in receiver.received) == sorted(made)
     assert len(arrived) == 40
+
+
+async def test_the_fast_single_publish_answers_as_the_route_does(
+    api: Api, receiver: Receiver
+) -> None:
+    """POST /api/events with exactly ``application/json`` is served by the fast path
+    (hookline.api.front_door); with a charset parameter, by the FastAPI route. Both answer
+    the same bytes and headers, keys and conflicts included; whatever the fast path declines
+    (bad token, user token, bad event) gets the route's own error."""
+    user_id, _, admin = await _setup(api, receiver)
+    _, user_auth = await api.user("just-a-user")
+    body = {"userId": user_id, "event": "resume.parsed", "data": PARSED}
+    answers = {}
+    for label, content_type in (
+        ("fast", "application/json"),
+        ("route", "application/json; charset=utf-8"),
+    ):
+        headers = {**admin, "Content-Type": content_type}
+        sent = [
+            await api.client.post("/api/events", headers=headers, content=json.dumps(b))
+            for b in (body, {**body, "userId": "nobody"})
+        ]
+        keyed = {**headers, "Idempotency-Key": f"k-{label}"}
+        first = await api.client.post("/api/events", headers=keyed, content=json.dumps(body))
+        again = await api.client.post("/api/events", headers=keyed, content=json.dumps(body))
+        changed = {**body, "data": {**PARSED, "n": 1}}
+        conflict = await api.client.post("/api/events", headers=keyed, content=json.dumps(changed))
+        answers[label] = [*sent, first, again, conflict]
+        assert again.json() == first.json()
+
+    def normalized(answer: Any, label: str) -> Any:
+        sent = answer.json()
+        if "deliveryIds" in sent:
+            sent["deliveryIds"] = len(sent["deliveryIds"])
+        if "error" in sent:
+            sent["error"] = sent["error"].replace(f"k-{label}", "k")
+        headers = {k: v for k, v in answer.headers.items() if k != "content-length"}
+        return answer.status_code, headers, sent
+
+    assert [normalized(a, "fast") for a in answers["fast"]] == [
+        normalized(a, "route") for a in answers["route"]
+    ]
+    assert [a.status_code for a in answers["fast"]] == [202, 202, 202, 202, 409]
+
+    declined = [
+        ({"Authorization": "Bearer hl_nope"}, body, 401),
+        (user_auth, body, 403),
+        (admin, {**body, "event": "resume.exploded"}, 422),
+        (admin, {**body, "extra": 1}, 422),
+        (admin, {**body, "data": {"resumeId": "r"}}, 422),
+        ({**admin, "Idempotency-Key": ""}, body, 422),
+    ]
+    for headers, sent_body, status in declined:
+        refused = await api.client.post("/api/events", headers=headers, json=sent_body)
+        assert refused.status_code == status, refused.text
+        assert refused.json()["success"] is False
+    assert await _count(api) == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -21,7 +22,9 @@ from hookline.api.schemas import (
 )
 from hookline.config import Settings
 from hookline.events import EventError, check_event
+from hookline.metrics import Metrics
 from hookline.payload import PayloadError, dumps
+from hookline.store import Store
 from hookline.store.idempotency import KEY_PATTERN, KeyConflict
 from hookline.store.queue import NewEvent
 
@@ -41,9 +44,12 @@ IdempotencyKey = Annotated[
 
 router = APIRouter(prefix="/api", tags=["events"])
 
+#: The path of a single publish (also served by ``hookline.api.front_door``).
+PATH = "/api/events"
+
 
 @router.post(
-    "/events",
+    PATH.removeprefix("/api"),
     operation_id="publishEvent",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PublishResponse,
@@ -75,18 +81,34 @@ async def publish(
     idempotency_key: IdempotencyKey = None,
 ) -> PublishResponse:
     """Accept an event. When this answers 202, its deliveries are stored and will be sent."""
-    data_json = _checked(settings, body.event, body.data)
-    started = time.perf_counter()
     try:
-        result = await store.publish(
-            body.userId,
-            body.event,
-            data_json,
-            idempotency_key=idempotency_key,
-            publisher=admin.id,
+        return await publish_checked(
+            body, admin.id, idempotency_key, store, settings, wake, metrics
         )
     except KeyConflict as exc:
         raise ApiError(409, str(exc)) from exc
+
+
+async def publish_checked(
+    body: PublishIn,
+    publisher: str,
+    idempotency_key: str | None,
+    store: Store,
+    settings: Settings,
+    wake: asyncio.Event,
+    metrics: Metrics,
+) -> PublishResponse:
+    """Check the event (ApiError: 422, 413), store it (KeyConflict), count it and wake the
+    worker: what POST /api/events does once its caller is known to be an admin."""
+    data_json = _checked(settings, body.event, body.data)
+    started = time.perf_counter()
+    result = await store.publish(
+        body.userId,
+        body.event,
+        data_json,
+        idempotency_key=idempotency_key,
+        publisher=publisher,
+    )
     metrics.publish_done(body.event, bool(result.delivery_ids), time.perf_counter() - started)
     if result.delivery_ids:
         wake.set()
