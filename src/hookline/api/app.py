@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
         lifespan=lifespan,
         docs_url=None,  # served by docs.install, from the package rather than a CDN
         redoc_url=None,
+        # hookline does not use OpenTelemetry; left on, FastAPI looks its providers up in the
+        # environment on every request (8% of a publish's CPU).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = metrics = Metrics(settings.events)
