@@ -118,14 +118,14 @@ async def _enqueue(
 ) -> list[Enqueued | KeyConflict]:
     """Fan the events out in the caller's transaction, or in one of the engine's own."""
     keyed = [
-        None if key is None else idempotency.Keyed(key, idempotency.request_hash(new))
+        None
+        if key is None
+        else idempotency.Keyed(idempotency.PYTHON_PUBLISHER, key, idempotency.request_hash(new))
         for new, key in zip(items, keys, strict=True)
     ]
 
     def publish(conn: Connection) -> list[Enqueued | KeyConflict]:
-        return idempotency.publish_keyed_sync(
-            conn, idempotency.PYTHON_PUBLISHER, items, keyed, utcnow(), max_attempts
-        )
+        return idempotency.publish_keyed_sync(conn, items, keyed, utcnow(), max_attempts)
 
     if isinstance(db, AsyncConnection):
         return await db.run_sync(publish)

@@ -258,3 +258,33 @@ async def test_python_publish_takes_a_key(database_url: str, receiver: Receiver)
         assert over_http.json()["deliveryIds"] != first.delivery_ids
         assert await _count(api) == 3
         await receiver.wait_for(3)
+
+
+async def test_concurrent_publishes_under_many_keys_each_keep_their_own_answer(
+    api: Api, receiver: Receiver
+) -> None:
+    """Keyed publishes arriving together are stored together (one transaction per group):
+    ten keys, each sent three times at once, one of the three with another body. Per key:
+    one event, every 202 the same deliveries, and 409 for the body that came second."""
+    user_id, admin = await _configured(api, receiver)
+    sends = []
+    for n in range(10):
+        same = {"userId": user_id, "event": "resume.parsed", "data": {**PARSED, "n": n}}
+        other = {**same, "data": {**PARSED, "n": n, "other": True}}
+        sends += [(f"key-{n}", same), (f"key-{n}", other), (f"key-{n}", same)]
+    answers = await asyncio.gather(
+        *(
+            api.client.post("/api/events", headers={**admin, "Idempotency-Key": key}, json=body)
+            for key, body in sends
+        )
+    )
+    for n in range(10):
+        mine = answers[3 * n : 3 * n + 3]
+        accepted = {tuple(a.json()["deliveryIds"]) for a in mine if a.status_code == 202}
+        refused = [a for a in mine if a.status_code == 409]
+        assert len(accepted) == 1 and len(refused) in (1, 2), [a.text for a in mine]
+        assert all(a.status_code in (202, 409) for a in mine)
+        # Same-body sends agree with each other: both accepted, or both refused.
+        assert (mine[0].status_code == 202) == (mine[2].status_code == 202)
+    assert await _count(api) == 10 and await _count(api, messages) == 10
+    await receiver.wait_for(10)

@@ -128,6 +128,14 @@ class Store:
             max_batch=PUBLISH_GROUP_MAX,
             max_running=1 if self.db.sqlite else PUBLISH_GROUPS_RUNNING_POSTGRES,
         )
+        # The same for single publishes under idempotency keys, one transaction per group.
+        self._keyed_publishes: GroupCommit[
+            tuple[NewEvent, idempotency.Keyed | None], Enqueued | idempotency.KeyConflict
+        ] = GroupCommit(
+            self._publish_keyed,
+            max_batch=PUBLISH_GROUP_MAX,
+            max_running=1 if self.db.sqlite else PUBLISH_GROUPS_RUNNING_POSTGRES,
+        )
 
     @property
     def box(self) -> SecretBox:
@@ -460,7 +468,8 @@ class Store:
         new = NewEvent(user_id, event, data_json)
         if idempotency_key is None:
             return await self._publishes.submit(new)
-        [result] = await self.publish_batch(publisher, [(new, idempotency_key)])
+        keyed = idempotency.Keyed(publisher, idempotency_key, idempotency.request_hash(new))
+        result = await self._keyed_publishes.submit((new, keyed))
         if isinstance(result, idempotency.KeyConflict):
             raise result
         return result
@@ -477,15 +486,23 @@ class Store:
         if all(key is None for _, key in items):
             return list(await self._enqueue_many(events))
         keys = [
-            None if key is None else idempotency.Keyed(key, idempotency.request_hash(new))
+            None
+            if key is None
+            else idempotency.Keyed(publisher, key, idempotency.request_hash(new))
             for new, key in items
         ]
+        return await self._publish_keyed(list(zip(events, keys, strict=True)))
+
+    async def _publish_keyed(
+        self, items: list[tuple[NewEvent, idempotency.Keyed | None]]
+    ) -> list[Enqueued | idempotency.KeyConflict]:
+        """Publish events under their keys, in one transaction."""
+        events = [new for new, _ in items]
+        keys = [keyed for _, keyed in items]
         max_attempts = self.settings.max_attempts
 
         def publish(conn: Connection) -> list[Enqueued | idempotency.KeyConflict]:
-            return idempotency.publish_keyed_sync(
-                conn, publisher, events, keys, utcnow(), max_attempts
-            )
+            return idempotency.publish_keyed_sync(conn, events, keys, utcnow(), max_attempts)
 
         if self.db.sqlite:
             return await self.db.run_write(publish)

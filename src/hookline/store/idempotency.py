@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -57,10 +57,16 @@ def request_hash(event: NewEvent) -> str:
 
 @dataclass(frozen=True)
 class Keyed:
-    """An event to publish under an idempotency key."""
+    """An event to publish under an idempotency key of a publisher."""
 
+    publisher: str
     key: str
     request_hash: str
+
+    @property
+    def name(self) -> tuple[str, str]:
+        """The key's identity: keys belong to their publisher."""
+        return self.publisher, self.key
 
 
 def _claim_statement(dialect_insert: Any) -> Any:
@@ -74,7 +80,7 @@ def _claim_statement(dialect_insert: Any) -> Any:
             "created_at": stmt.excluded.created_at,
         },
         where=idempotency_keys.c.created_at < bindparam("expired_before", type_=Timestamp()),
-    ).returning(idempotency_keys.c.key)
+    ).returning(idempotency_keys.c.publisher, idempotency_keys.c.key)
 
 
 _CLAIM = {
@@ -92,10 +98,14 @@ _STORE_RESULT = (
 )
 
 _HELD = select(
-    idempotency_keys.c.key, idempotency_keys.c.request_hash, idempotency_keys.c.result
+    idempotency_keys.c.publisher,
+    idempotency_keys.c.key,
+    idempotency_keys.c.request_hash,
+    idempotency_keys.c.result,
 ).where(
-    idempotency_keys.c.publisher == bindparam("publisher"),
-    idempotency_keys.c.key.in_(bindparam("keys", expanding=True)),
+    tuple_(idempotency_keys.c.publisher, idempotency_keys.c.key).in_(
+        bindparam("names", expanding=True)
+    )
 )
 
 
@@ -115,7 +125,6 @@ _CONFLICT = "Idempotency key {key!r} was used in the last 24 hours for a differe
 
 def publish_keyed_sync(
     conn: Connection,
-    publisher: str,
     events: Sequence[NewEvent],
     keys: Sequence[Keyed | None],
     now: datetime,
@@ -128,13 +137,13 @@ def publish_keyed_sync(
     different request answers KeyConflict. A key repeated within ``events`` counts from its
     first use. Results in the events' order."""
     results: list[Enqueued | KeyConflict | None] = [None] * len(events)
-    first: dict[str, int] = {}  # key -> position of its first use here
+    first: dict[tuple[str, str], int] = {}  # key -> position of its first use here
     for position, keyed in enumerate(keys):
         if keyed is not None:
-            first.setdefault(keyed.key, position)
+            first.setdefault(keyed.name, position)
     # key -> (hash of its request, its answer): what a repeated use is held to.
-    held: dict[str, tuple[str, Enqueued]] = {}
-    claimed: set[str] = set()
+    held: dict[tuple[str, str], tuple[str, Enqueued]] = {}
+    claimed: set[tuple[str, str]] = set()
     if first:
         rows = [
             {
@@ -144,20 +153,22 @@ def publish_keyed_sync(
                 "result": None,
                 "created_at": now,
             }
-            # In key order: concurrent batches lock shared keys in the same order.
-            for key, position in sorted(first.items())
+            # In key order: concurrent transactions lock shared keys in the same order.
+            for (publisher, key), position in sorted(first.items())
         ]
         statement = _CLAIM[conn.dialect.name].values(rows)
-        claimed = {row.key for row in conn.execute(statement, {"expired_before": now - TTL})}
-        taken = [key for key in first if key not in claimed]
+        found = conn.execute(statement, {"expired_before": now - TTL})
+        claimed = {(row.publisher, row.key) for row in found}
+        taken = [name for name in first if name not in claimed]
         if taken:
-            for row in conn.execute(_HELD, {"publisher": publisher, "keys": taken}):
-                event = events[first[row.key]].event
-                held[row.key] = (row.request_hash, _result_from(event, row.result))
+            for row in conn.execute(_HELD, {"names": taken}):
+                name = (row.publisher, row.key)
+                event = events[first[name]].event
+                held[name] = (row.request_hash, _result_from(event, row.result))
     fresh = [
         position
         for position, keyed in enumerate(keys)
-        if keyed is None or (keyed.key in claimed and first[keyed.key] == position)
+        if keyed is None or (keyed.name in claimed and first[keyed.name] == position)
     ]
     published = fan_out_sync(conn, [events[position] for position in fresh], now, max_attempts)
     stored = []
@@ -165,16 +176,20 @@ def publish_keyed_sync(
         results[position] = result
         keyed = keys[position]
         if keyed is not None:
-            held[keyed.key] = (keyed.request_hash, result)
+            held[keyed.name] = (keyed.request_hash, result)
             stored.append(
-                {"b_publisher": publisher, "b_key": keyed.key, "b_result": _result_json(result)}
+                {
+                    "b_publisher": keyed.publisher,
+                    "b_key": keyed.key,
+                    "b_result": _result_json(result),
+                }
             )
     if stored:
         conn.execute(_STORE_RESULT, stored)
     for position, keyed in enumerate(keys):
         if keyed is None or results[position] is not None:
             continue
-        same_request, answer = held[keyed.key]
+        same_request, answer = held[keyed.name]
         if keyed.request_hash == same_request:
             results[position] = answer
         else:
