@@ -84,7 +84,9 @@ _ENQUEUE = text(
 
 
 # ``_ENQUEUE`` for many events in one statement: each event's data once, and its deliveries,
-# their ids made as ``_ENQUEUE`` makes them.
+# their ids made as ``_ENQUEUE`` makes them. Nothing joins one CTE to another (a prepared
+# statement's generic plan may do such a join row by row): an event's first target (n = 1)
+# writes its message, and every target its delivery.
 _ENQUEUE_MANY = text(
     f"""
     WITH ev AS (
@@ -93,7 +95,7 @@ _ENQUEUE_MANY = text(
             AS ev(message_id, user_id, event, data)
     ),
     targets AS (
-        SELECT ev.message_id, ev.user_id, ev.event, e.id, e.url,
+        SELECT ev.message_id, ev.user_id, ev.event, ev.data, e.id, e.url,
                row_number() OVER (PARTITION BY ev.message_id
                                   ORDER BY e.slot <> '{PRIMARY_SLOT}', e.created_at, e.id) AS n
         FROM ev JOIN endpoints AS e ON e.user_id = ev.user_id
@@ -101,19 +103,18 @@ _ENQUEUE_MANY = text(
     ),
     message AS (
         INSERT INTO messages (id, user_id, event, data, created_at)
-        SELECT ev.message_id, ev.user_id, ev.event, ev.data, CAST(:now AS BIGINT)
-        FROM ev WHERE ev.message_id IN (SELECT message_id FROM targets)
-        RETURNING id
+        SELECT t.message_id, t.user_id, t.event, t.data, CAST(:now AS BIGINT)
+        FROM targets AS t WHERE t.n = 1
     ),
     made AS (
         INSERT INTO deliveries (id, delivery_id, user_id, endpoint_id, event, url, body,
                                 message_id, status, attempts, max_attempts, next_attempt_at,
                                 created_at)
-        SELECT m.id || lpad(CAST(t.n AS text), 2, '0'), CAST(gen_random_uuid() AS text),
-               t.user_id, t.id, t.event, t.url, CAST('' AS bytea), m.id,
+        SELECT t.message_id || lpad(CAST(t.n AS text), 2, '0'), CAST(gen_random_uuid() AS text),
+               t.user_id, t.id, t.event, t.url, CAST('' AS bytea), t.message_id,
                '{Status.PENDING.value}', 0, :max_attempts, CAST(:now AS BIGINT),
                CAST(:now AS BIGINT)
-        FROM targets AS t JOIN message AS m ON m.id = t.message_id
+        FROM targets AS t
         RETURNING id, delivery_id, message_id
     )
     SELECT message_id, delivery_id FROM made ORDER BY id
