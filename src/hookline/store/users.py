@@ -278,13 +278,15 @@ class SqliteTokenReader:
                     self._path, timeout=0, isolation_level=None, check_same_thread=False
                 )
                 self._conn.execute("PRAGMA query_only=1")
-            row = self._conn.execute(_LIVE_TOKEN_SQLITE, (token_hash,)).fetchone()
+            # fetchall: the statement runs to its end, so no read snapshot stays open to
+            # hold back the WAL's checkpoints between requests.
+            rows = self._conn.execute(_LIVE_TOKEN_SQLITE, (token_hash,)).fetchall()
         except sqlite3.Error as exc:
             self.close()
             raise ReadBusy(str(exc)) from exc
-        if row is None:
+        if not rows:
             return None
-        user_id, name, is_admin, token_id, last_used_us = row
+        user_id, name, is_admin, token_id, last_used_us = rows[0]
         last_used_at = None if last_used_us is None else from_micros(int(last_used_us))
         return LiveToken(User(user_id, name, bool(is_admin)), token_id, last_used_at)
 
