@@ -11,7 +11,10 @@
    publishing to one (``Store.publish`` and POST /api/events), and draining the deliveries
    either makes;
 5. scale: draining 10,000 against 1,000,000 pending deliveries, logs and stats for a user with
-   1,000,000 deliveries, worker RSS with a 1,000,000 backlog.
+   1,000,000 deliveries, worker RSS with a 1,000,000 backlog;
+6. the front door (``bench.frontdoor``): POST /api/events one event per request with 32 in
+   flight, and POST /api/events/batch, against the API alone: rate, latency, API CPU per event,
+   new database connections per 1,000 requests.
 
 It prints one table and writes ``bench/results/latest.json``. ``--smoke`` runs a tiny version.
 """
@@ -44,6 +47,7 @@ import sqlalchemy
 
 from bench import db, load, seed
 from bench.fanout import APIS, run_fanout
+from bench.frontdoor import frontdoor_rows, frontdoor_targets, run_frontdoor
 from bench.procs import (
     HOOKLINE,
     PROFILER,
@@ -103,6 +107,14 @@ class Plan:
     quiet_requests: int = 1_000
     quiet_overload_publishers: int = 500
     quiet_stall_s: float = 3.0
+    frontdoor_backends: tuple[str, ...] = ("postgres", "sqlite")
+    frontdoor_n: int = 5_000  # POST /api/events requests, timed
+    frontdoor_warmup: int = 500
+    frontdoor_concurrency: int = 32
+    frontdoor_batch: int = 1_000  # events per POST /api/events/batch
+    frontdoor_batches: int = 30
+    frontdoor_batch_concurrency: int = 2
+    frontdoor_serve_workers: int = 1  # hookline serve --workers
 
 
 SMOKE = Plan(
@@ -130,6 +142,11 @@ SMOKE = Plan(
     scale_backends=("sqlite",),
     drain_timeout_s=30.0,
     quiet=False,
+    frontdoor_backends=("sqlite",),
+    frontdoor_n=200,
+    frontdoor_warmup=20,
+    frontdoor_batch=100,
+    frontdoor_batches=3,
 )
 
 
@@ -688,6 +705,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"{label} p99, among other users ({backend})", p99, "ms", "<= 50", p99 <= 50)
         rss = _num(scale["backlog_large"]["worker_peak_rss_mib"])
         add(f"worker peak RSS, 1M backlog ({backend})", rss, "MiB", "<= 150", rss <= 150)
+    frontdoor_targets(results.get("frontdoor", {}), limit, add)
     return out
 
 
@@ -852,6 +870,7 @@ def table(results: dict[str, Any]) -> str:
                 )
             )
     rows += quiet_rows(results.get("quiet", {}))
+    rows += frontdoor_rows(results.get("frontdoor", {}), verdict)
     header = ("figure", "value", "target", "")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(header, widths, strict=True))]
@@ -929,9 +948,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plan = replace(plan, scale_backends=tuple(b for b in args.scale.split(",") if b))
     if args.fanout is not None:
         plan = replace(plan, fanout_backends=tuple(b for b in args.fanout.split(",") if b))
+    if args.frontdoor is not None:
+        plan = replace(plan, frontdoor_backends=tuple(b for b in args.frontdoor.split(",") if b))
     if args.only == "quiet":
         plan = replace(plan, configs=(), fanout_backends=(), scale_backends=(), bare_runs=0)
-        plan = replace(plan, quiet=True)
+        plan = replace(plan, quiet=True, frontdoor_backends=())
+    elif args.only == "frontdoor":
+        plan = replace(plan, configs=(), fanout_backends=(), scale_backends=(), bare_runs=1)
+        plan = replace(plan, quiet=False)
     for setting in args.set or []:
         name, _, value = setting.partition("=")
         current = getattr(plan, name)
@@ -968,6 +992,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             or "postgres" in plan.scale_backends
             or "postgres" in plan.fanout_backends
             or plan.quiet
+            or "postgres" in plan.frontdoor_backends
         )
         candidate = os.environ.get("HOOKLINE_BENCH_POSTGRES_URL") or (
             os.environ.get("HOOKLINE_TEST_POSTGRES_URL")
@@ -991,6 +1016,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 configs=tuple(c for c in plan.configs if c == "sqlite"),
                 fanout_backends=tuple(b for b in plan.fanout_backends if b == "sqlite"),
                 scale_backends=tuple(b for b in plan.scale_backends if b == "sqlite"),
+                frontdoor_backends=tuple(b for b in plan.frontdoor_backends if b == "sqlite"),
             )
         bench = Bench(
             plan=plan,
@@ -1024,6 +1050,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "configs": {},
             "fanout": {},
             "scale": {},
+            "frontdoor": {},
         }
         runs = []
         for i in range(plan.bare_runs):
@@ -1054,6 +1081,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     raise
                 log(f"fanout/{backend} failed: {exc!r}")
                 results["fanout"][backend] = {"error": repr(exc)}
+        for backend in plan.frontdoor_backends:
+            try:
+                results["frontdoor"][backend] = await run_frontdoor(bench, backend)
+            except Exception as exc:
+                if args.smoke or args.strict:
+                    raise
+                log(f"frontdoor/{backend} failed: {exc!r}")
+                results["frontdoor"][backend] = {"error": repr(exc)}
         for backend in plan.scale_backends:
             try:
                 results["scale"][backend] = await run_scale(bench, backend)
@@ -1129,7 +1164,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fanout", help="comma-separated fan-out backends (postgres,sqlite; '' = none)"
     )
-    parser.add_argument("--only", choices=["quiet"], help="run only this part")
+    parser.add_argument("--only", choices=["quiet", "frontdoor"], help="run only this part")
+    parser.add_argument(
+        "--frontdoor", help="comma-separated front-door backends (postgres,sqlite; '' = none)"
+    )
     parser.add_argument("--profile", help="record py-spy profiles of hookline processes here")
     parser.add_argument("--set", action="append", help="override a plan size: NAME=VALUE")
     parser.add_argument("--strict", action="store_true", help="stop at the first failure")

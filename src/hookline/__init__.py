@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         DEFAULT_MAX_ATTEMPTS,
         DEFAULT_MAX_DATA_BYTES,
         Enqueued,
+        KeyConflict,
         publish,
         publish_many,
     )
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_MAX_DATA_BYTES",
     "Enqueued",
     "EventError",
+    "KeyConflict",
     "PayloadError",
     "__version__",
     "publish",
@@ -42,6 +44,7 @@ _PUBLISHING = {
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_DATA_BYTES",
     "Enqueued",
+    "KeyConflict",
     "publish",
     "publish_many",
 }

@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     test_rate_per_minute: int = Field(default=10, ge=1)
     max_config_body_bytes: int = Field(default=64 * 1024, gt=0)
     max_event_data_bytes: int = Field(default=256 * 1024, gt=0)
+    # POST /api/events/batch: the most its body may weigh (each event's data is held to
+    # max_event_data_bytes besides).
+    max_batch_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     # The HTTP server: request line plus headers, their count, and the time for a whole request.
     max_header_bytes: int = Field(default=16 * 1024, gt=0)
     max_headers: int = Field(default=100, ge=1)

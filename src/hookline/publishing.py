@@ -6,18 +6,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hookline.config import DEFAULT_RETRY_DELAYS_S, Settings
 from hookline.events import DEFAULT_EVENTS, EventError, check_event
 from hookline.payload import PayloadError, dumps
-from hookline.store.queue import Enqueued, NewEvent, fan_out_sync
+from hookline.store import idempotency
+from hookline.store.idempotency import KeyConflict
+from hookline.store.queue import Enqueued, NewEvent
 from hookline.timeutil import utcnow
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_MAX_DATA_BYTES",
     "Enqueued",
+    "KeyConflict",
     "publish",
     "publish_many",
 ]
@@ -48,6 +52,7 @@ async def publish(
     catalog: Sequence[str] = DEFAULT_EVENTS,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     max_data_bytes: int = DEFAULT_MAX_DATA_BYTES,
+    idempotency_key: str | None = None,
 ) -> Enqueued:
     """Enqueue ``event`` for ``user_id`` in hookline's database.
 
@@ -59,11 +64,19 @@ async def publish(
     is: nested deeper than 32 levels (``payload.MAX_DEPTH``), integers beyond 2**53-1, NaN,
     or more than ``max_data_bytes`` of JSON. With a custom retry schedule or data limit, pass
     its ``Settings.max_attempts`` and ``Settings.max_event_data_bytes``.
+
+    With an ``idempotency_key`` (1 to 255 printable ASCII characters; ValueError otherwise)
+    already used by ``publish`` for the same user, event and data in the
+    last 24 hours, nothing is created and that call's result is returned; KeyConflict when it
+    was used for a different one. These keys are apart from those sent over HTTP.
     """
+    if idempotency_key is not None:
+        idempotency.check_key(idempotency_key)
     check_event(catalog, event, data)
-    [result] = await _enqueue(
-        db, [NewEvent(user_id, event, _data_json(data, max_data_bytes))], max_attempts
-    )
+    new = NewEvent(user_id, event, _data_json(data, max_data_bytes))
+    [result] = await _enqueue(db, [new], [idempotency_key], max_attempts)
+    if isinstance(result, KeyConflict):
+        raise result
     return result
 
 
@@ -93,14 +106,28 @@ async def publish_many(
             raise EventError(f"events[{position}]: {exc}", fields) from exc
         except PayloadError as exc:
             raise PayloadError(f"events[{position}]: {exc}") from exc
-    return await _enqueue(db, items, max_attempts)
+    results = await _enqueue(db, items, [None] * len(items), max_attempts)
+    return [result for result in results if isinstance(result, Enqueued)]
 
 
 async def _enqueue(
-    db: AsyncEngine | AsyncConnection, items: list[NewEvent], max_attempts: int
-) -> list[Enqueued]:
+    db: AsyncEngine | AsyncConnection,
+    items: list[NewEvent],
+    keys: list[str | None],
+    max_attempts: int,
+) -> list[Enqueued | KeyConflict]:
     """Fan the events out in the caller's transaction, or in one of the engine's own."""
+    keyed = [
+        None
+        if key is None
+        else idempotency.Keyed(idempotency.PYTHON_PUBLISHER, key, idempotency.request_hash(new))
+        for new, key in zip(items, keys, strict=True)
+    ]
+
+    def publish(conn: Connection) -> list[Enqueued | KeyConflict]:
+        return idempotency.publish_keyed_sync(conn, items, keyed, utcnow(), max_attempts)
+
     if isinstance(db, AsyncConnection):
-        return await db.run_sync(fan_out_sync, items, utcnow(), max_attempts)
+        return await db.run_sync(publish)
     async with db.begin() as conn:
-        return await conn.run_sync(fan_out_sync, items, utcnow(), max_attempts)
+        return await conn.run_sync(publish)

@@ -39,6 +39,7 @@ OPERATIONS = [
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/recover", "recoverEndpoint"),
     ("GET", "/api/webhooks/tasks", "listTasks"),
     ("GET", "/api/webhooks/tasks/{task_id}", "getTask"),
+    ("POST", "/api/events/batch", "publishEvents"),
 ]
 
 

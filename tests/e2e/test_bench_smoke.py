@@ -101,7 +101,15 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
             assert queries[label]["non_200"] == 0
             assert _positive(queries[label]["p99_ms"])
 
+    frontdoor = results["frontdoor"]["sqlite"]
+    for label in ("single", "single_keyed", "batch"):
+        figures = frontdoor[label]
+        assert figures["errors"] == 0 and figures["accepted"] > 0, figures
+        assert _positive(figures["rate"]) and _positive(figures["ratio_to_bare"])
+        assert _positive(figures["api_cpu_ms_per_event"])
+
     names = {target["what"] for target in results["targets"]}
+    assert "frontdoor API cpu per event (sqlite)" in names
     assert "latency p99 sqlite (http_api)" in names
     assert "backlog drain rate, big / small (sqlite)" in names
     assert "publish cost, 10 endpoints / 1 (sqlite, store_publish)" in names

@@ -36,7 +36,7 @@ from hookline.delivery.sender import Outcome, OutcomeKind, Sender
 from hookline.store import Store
 from tests.support import make_settings, running_api
 
-EXAMPLES_PER_MODE = 15  # x 2 modes x 21 operations: about 630 cases
+EXAMPLES_PER_MODE = 15  # x 2 modes x 22 operations: about 630 cases
 CHECKS = [not_a_server_error, response_schema_conformance]
 EVENT = "resume.parsed"
 DATA = {"resumeId": "r1", "fileName": "cv.pdf", "parsedAt": "2024-11-14T10:05:00Z", "success": True}
@@ -111,7 +111,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
         # Deleting the webhook (or endpoint) last keeps the operations that need one meaningful.
         operations.sort(key=lambda op: op.method.upper() == "DELETE")
         labels = sorted(op.label for op in operations)
-        assert len(labels) == 21, labels
+        assert len(labels) == 22, labels
 
         cases = 0
         failures: list[str] = []

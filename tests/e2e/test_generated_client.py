@@ -121,6 +121,7 @@ def test_the_generated_modules_are_named_after_the_operation_ids(generated: Path
             "get_stats",
             "get_timeseries",
             "publish_event",
+            "publish_events",
             "list_endpoints",
             "create_endpoint",
             "get_endpoint",

@@ -282,6 +282,34 @@ async def test_upgrading_from_0006_marks_disabled_endpoints_as_disabled_by_their
         await store.close()
 
 
+async def test_upgrading_from_0007_adds_idempotency_keys_and_keeps_every_row(
+    unmigrated_database_url: str,
+) -> None:
+    """A populated 0007 database: after 0008 every row is as it was, and publishing under an
+    idempotency key works at once (a retry answers the first answer)."""
+    url = unmigrated_database_url
+    await asyncio.to_thread(upgrade, url, "0007")
+    rows = [
+        (table, {**row, "endpoint_id": "e_ada"} if table == "delivery_stats" else row)
+        for table, row in ROWS_AT_0003
+    ]
+    await _populate(url, rows)
+    before = await _snapshot(url)
+    await asyncio.to_thread(upgrade, url)
+    assert await _snapshot(url) == before
+    store = Store(make_settings(url))
+    try:
+        assert await current_revision(store.db) == head_revision() == "0008"
+        data = {"resumeId": "r", "fileName": "a.pdf", "parsedAt": "t", "success": True}
+        first = await store.publish("u_ada", "resume.parsed", data, idempotency_key="k")
+        again = await store.publish("u_ada", "resume.parsed", data, idempotency_key="k")
+        assert len(first.delivery_ids) == 1 and again == first
+        _, open_count = await store.stats("u_ada")
+        assert open_count == 2
+    finally:
+        await store.close()
+
+
 async def test_the_migrations_build_exactly_the_declared_schema(
     unmigrated_database_url: str,
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -141,3 +142,86 @@ def _count_touches(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     monkeypatch.setattr(users, "touch_token", counted)
     monkeypatch.setattr(users, "touch_token_sync", counted_sync)
     return writes
+
+
+async def test_a_revoked_token_is_refused_at_once_by_every_store(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API process (``api``) answers repeat requests without a trip through its pool;
+    a token revoked by another process on the same database (``cli``) is refused by it as
+    soon as the revocation commits (PostgreSQL: its notice; SQLite: read fresh each time),
+    and one revoked through ``api`` itself at once."""
+    api, cli = Store(make_settings(database_url)), Store(make_settings(database_url))
+    reads = {"n": 0}
+    live_token = users.live_token
+
+    async def counted(*args: Any) -> Any:
+        reads["n"] += 1
+        return await live_token(*args)
+
+    monkeypatch.setattr(users, "live_token", counted)
+    try:
+        user, token_id, token = await api.create_user("publisher", True)
+        assert await api.authenticate(token) == user  # the first request may read
+        await asyncio.sleep(0.2)  # PostgreSQL: the listener is up
+        reads["n"] = 0
+        for _ in range(20):
+            assert await api.authenticate(token) == user
+        assert reads["n"] == 0
+
+        await cli.revoke_token(token_id)
+        started = time.monotonic()
+        while await api.authenticate(token) is not None:
+            assert time.monotonic() - started < 2.0, "still accepted 2 s after revocation"
+            await asyncio.sleep(0.001)
+        refused_after_s = time.monotonic() - started
+        assert refused_after_s < 0.5, refused_after_s
+        assert await api.authenticate(token) is None
+
+        # A token made elsewhere works at once (unknown tokens are never cached); revoked
+        # through the API process's own store it is refused without waiting for anything.
+        second_id, second = await cli.create_token(user.id)
+        assert await api.authenticate(second) == user
+        await api.revoke_token(second_id)
+        assert await api.authenticate(second) is None
+        assert await cli.authenticate(second) is None
+    finally:
+        await api.close()
+        await cli.close()
+
+
+async def test_the_token_cache_is_not_trusted_while_it_cannot_hear_revocations(
+    postgres_database_url: str,
+) -> None:
+    """PostgreSQL: when the listening connection dies, the cache is emptied and bypassed
+    until listening resumes, so a revocation meanwhile is not missed."""
+    from sqlalchemy import text
+
+    api, cli = (
+        Store(make_settings(postgres_database_url)),
+        Store(make_settings(postgres_database_url)),
+    )
+    try:
+        user, token_id, token = await api.create_user("publisher", True)
+        assert await api.authenticate(token) == user
+        await asyncio.sleep(0.2)
+        assert await api.authenticate(token) == user  # cached now
+        async with cli.db.write() as conn:
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'hookline-listen' AND datname = current_database()"
+                )
+            )
+        # Revoked with a plain UPDATE (no notice at all) right after the listener died.
+        async with cli.db.write() as conn:
+            await conn.execute(
+                text("UPDATE api_tokens SET revoked_at = 1 WHERE id = :id"), {"id": token_id}
+            )
+        started = time.monotonic()
+        while await api.authenticate(token) is not None:
+            assert time.monotonic() - started < 2.0, "a dead listener's cache was trusted"
+            await asyncio.sleep(0.01)
+    finally:
+        await api.close()
+        await cli.close()

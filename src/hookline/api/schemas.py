@@ -10,12 +10,15 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    SkipValidation,
     StrictBool,
     StrictStr,
     WithJsonSchema,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
+
+from hookline.store.idempotency import KEY_PATTERN
 
 #: Marks a schema whose values come from the configured event catalog: create_app's OpenAPI
 #: document (hookline.api.docs) puts the catalog there, since models are the same for every app.
@@ -271,3 +274,45 @@ class PublishResponse(_Out):
     success: Succeeded = True
     deliveryIds: list[str]
     reason: str | None = Field(default=None, description="Why no delivery was created.")
+
+
+#: The most events one POST /api/events/batch may carry.
+MAX_BATCH_EVENTS = 1000
+
+
+class PublishBatchItem(PublishIn):
+    """One event of a batch, with its own idempotency key if it likes."""
+
+    idempotencyKey: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        pattern=KEY_PATTERN,
+        description="As the Idempotency-Key header of POST /api/events, for this event.",
+    )
+
+
+class PublishBatchIn(_In):
+    """Events to publish at once. Each is checked on its own: a bad one is refused in its
+    result, and the others are still published."""
+
+    # Items are validated one by one in the route, so that a bad one refuses only itself.
+    events: list[SkipValidation[PublishBatchItem]] = Field(max_length=MAX_BATCH_EVENTS)
+
+
+class PublishBatchResult(_Out):
+    """What became of one event of a batch: 202 with its deliveries (or why there are none),
+    or the status and error the event alone would have got from POST /api/events."""
+
+    status: int = Field(description="202 accepted; 409, 413 or 422 refused.")
+    deliveryIds: list[str]
+    reason: str | None = Field(default=None, description="Why no delivery was created.")
+    error: str | None = Field(default=None, description="Why the event was refused.")
+    fields: dict[str, str] | None = Field(
+        default=None, description="Each offending field of the event and why; 422 only."
+    )
+
+
+class PublishBatchResponse(_Out):
+    success: Succeeded = True
+    results: list[PublishBatchResult] = Field(description="One per event, in order.")

@@ -4,6 +4,7 @@ queue, whose implementation (``queue_postgres`` or ``queue_sqlite``) is chosen h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline import ids
@@ -20,10 +21,12 @@ from hookline.crypto import SecretBox, load_box
 from hookline.events import TEST_EVENT
 from hookline.payload import dumps
 from hookline.store import endpoints as endpoint_sql
+from hookline.store import idempotency, users, views
 from hookline.store import tasks as task_sql
-from hookline.store import users, views
+from hookline.store.coalesce import GroupCommit
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointFields, EndpointRow
+from hookline.store.listen import Listener
 from hookline.store.queue import (
     AttemptRecord,
     Claimed,
@@ -74,6 +77,11 @@ log = logging.getLogger("hookline.store")
 
 T = TypeVar("T")
 
+#: The most single publishes stored in one statement, and how many such statements may run at
+#: once on PostgreSQL (SQLite has one writer).
+PUBLISH_GROUP_MAX = 500
+PUBLISH_GROUPS_RUNNING_POSTGRES = 2
+
 
 class NotFound(LookupError):
     """The row an operation needs does not exist."""
@@ -112,6 +120,34 @@ class Store:
         # token id -> time.monotonic() of this process's last write of its last_used_at, so
         # a burst of requests with one token writes once, not once per request in flight.
         self._touched: dict[str, float] = {}
+        # How a request's token is found without the pool (users.TokenCache and
+        # users.SqliteTokenReader); PostgreSQL's cache is trusted while its listener listens.
+        self._token_listener: Listener | None = None
+        self._token_listener_started = False
+        self._token_cache = users.TokenCache(
+            lambda: self._token_listener is not None and self._token_listener.listening
+        )
+        sqlite_path = make_url(settings.database_url).database if self.db.sqlite else None
+        self._token_reader = (
+            users.SqliteTokenReader(sqlite_path)
+            if sqlite_path and sqlite_path != ":memory:"
+            else None
+        )
+        # Events published one at a time while another publish is being stored are stored
+        # together, in the next statement (SQLite: its one writer; PostgreSQL: a few at once).
+        self._publishes: GroupCommit[NewEvent, Enqueued] = GroupCommit(
+            self._enqueue_many,
+            max_batch=PUBLISH_GROUP_MAX,
+            max_running=1 if self.db.sqlite else PUBLISH_GROUPS_RUNNING_POSTGRES,
+        )
+        # The same for single publishes under idempotency keys, one transaction per group.
+        self._keyed_publishes: GroupCommit[
+            tuple[NewEvent, idempotency.Keyed | None], Enqueued | idempotency.KeyConflict
+        ] = GroupCommit(
+            self._publish_keyed,
+            max_batch=PUBLISH_GROUP_MAX,
+            max_running=1 if self.db.sqlite else PUBLISH_GROUPS_RUNNING_POSTGRES,
+        )
 
     @property
     def box(self) -> SecretBox:
@@ -121,6 +157,11 @@ class Store:
         return self._box
 
     async def close(self) -> None:
+        if self._token_listener is not None:
+            await self._token_listener.stop()
+            self._token_listener = None
+        if self._token_reader is not None:
+            self._token_reader.close()
         await self.db.dispose()
 
     # --- users and tokens ---------------------------------------------------------------
@@ -166,9 +207,12 @@ class Store:
             return await users.list_tokens(conn, user_id)
 
     async def revoke_token(self, token_id: str) -> None:
+        """Revoke a token: refused from now on by this process, and by every other one once
+        its notice arrives (on PostgreSQL; SQLite's are read fresh every time)."""
         async with self.db.write() as conn:
             if not await users.revoke_token(conn, token_id, utcnow()):
                 raise NotFound(f"no live token with id {token_id}")
+        self._token_cache.forget_all()
 
     async def authenticate(self, token: str) -> User | None:
         """The user a bearer token belongs to, if it is live.
@@ -177,14 +221,47 @@ class Store:
         nothing about stored tokens. It also notes when the token was last used, but writes
         that at most once a minute per token (``users.TOUCH_EVERY``): a request is a read.
         """
-        async with self.db.read() as conn:
-            found = await users.live_token(conn, users.hash_token(token))
+        found = await self._live_token(users.hash_token(token))
         if found is None:
             return None
         now = utcnow()
         if found.last_used_at is None or now - found.last_used_at >= users.TOUCH_EVERY:
             await self._touch_token(found.token_id, now)
         return found.user
+
+    async def _live_token(self, token_hash: str) -> users.LiveToken | None:
+        """A live token by hash: on SQLite read directly from this thread, on PostgreSQL from
+        the cache while it is trusted, else through the pool."""
+        if self._token_reader is not None:
+            with contextlib.suppress(users.ReadBusy):
+                return self._token_reader.live_token(token_hash)
+        elif not self.db.sqlite:
+            cached = self._token_cache.get(token_hash)
+            if cached is not None:
+                return cached
+            await self._listen_for_revocations()
+        generation = self._token_cache.generation
+        async with self.db.read() as conn:
+            found = await users.live_token(conn, token_hash)
+        if found is not None and not self.db.sqlite:
+            self._token_cache.put(token_hash, found, generation)
+        return found
+
+    async def _listen_for_revocations(self) -> None:
+        """Start (once) listening for revocations on PostgreSQL; until it listens, and whenever
+        it stops, the token cache is not used."""
+        if self._token_listener_started:
+            return
+        self._token_listener_started = True
+        dsn = make_url(self.db.url).set(drivername="postgresql")
+        listener = Listener(
+            dsn.render_as_string(hide_password=False),
+            users.TOKENS_CHANNEL,
+            self._token_cache.forget_all,
+            subject="revoked tokens",
+        )
+        self._token_listener = listener
+        await listener.start()
 
     async def _touch_token(self, token_id: str, now: datetime) -> None:
         """Record that a token was used; a failure is logged, never the request's."""
@@ -385,12 +462,64 @@ class Store:
 
     # --- publishing ---------------------------------------------------------------------
 
-    async def publish(self, user_id: str, event: str, data: Mapping[str, Any] | bytes) -> Enqueued:
+    async def publish(
+        self,
+        user_id: str,
+        event: str,
+        data: Mapping[str, Any] | bytes,
+        *,
+        idempotency_key: str | None = None,
+        publisher: str = idempotency.PYTHON_PUBLISHER,
+    ) -> Enqueued:
         """Accept an event: one delivery per enabled endpoint of the user subscribed to it,
-        durable when this returns. ``data`` may come already serialised (``payload.dumps``)."""
+        durable when this returns. ``data`` may come already serialised (``payload.dumps``).
+        Under an ``idempotency_key`` of ``publisher`` already used for the same request in
+        the last 24 hours, answer that request's result and create nothing; KeyConflict when
+        it was used for a different request."""
         data_json = data if isinstance(data, bytes) else dumps(data)
         new = NewEvent(user_id, event, data_json)
-        return await self.queue.enqueue(new, utcnow(), self.settings.max_attempts)
+        if idempotency_key is None:
+            return await self._publishes.submit(new)
+        keyed = idempotency.Keyed(publisher, idempotency_key, idempotency.request_hash(new))
+        result = await self._keyed_publishes.submit((new, keyed))
+        if isinstance(result, idempotency.KeyConflict):
+            raise result
+        return result
+
+    async def publish_batch(
+        self, publisher: str, items: Sequence[tuple[NewEvent, str | None]]
+    ) -> list[Enqueued | idempotency.KeyConflict]:
+        """Accept events in one transaction, each under its idempotency key of ``publisher``
+        (or None); a result per event, in order: what it made (or made before, for a repeated
+        key), or KeyConflict for a key used for a different request."""
+        if not items:
+            return []
+        events = [new for new, _ in items]
+        if all(key is None for _, key in items):
+            return list(await self._enqueue_many(events))
+        keys = [
+            None
+            if key is None
+            else idempotency.Keyed(publisher, key, idempotency.request_hash(new))
+            for new, key in items
+        ]
+        return await self._publish_keyed(list(zip(events, keys, strict=True)))
+
+    async def _publish_keyed(
+        self, items: list[tuple[NewEvent, idempotency.Keyed | None]]
+    ) -> list[Enqueued | idempotency.KeyConflict]:
+        """Publish events under their keys, in one transaction."""
+        events = [new for new, _ in items]
+        keys = [keyed for _, keyed in items]
+        max_attempts = self.settings.max_attempts
+
+        def publish(conn: Connection) -> list[Enqueued | idempotency.KeyConflict]:
+            return idempotency.publish_keyed_sync(conn, events, keys, utcnow(), max_attempts)
+
+        if self.db.sqlite:
+            return await self.db.run_write(publish)
+        async with self.db.write() as conn:
+            return await conn.run_sync(publish)
 
     async def start_test(
         self, user_id: str, data: Mapping[str, Any], endpoint_id: str | None = None
@@ -549,7 +678,20 @@ class Store:
             deleted = await self.queue.purge(cutoff, batch)
             total += deleted
             if deleted < batch:
-                return total
+                break
+        await self.purge_idempotency_keys()
+        return total
+
+    async def _enqueue_many(self, events: list[NewEvent]) -> list[Enqueued]:
+        return await self.queue.enqueue_many(events, utcnow(), self.settings.max_attempts)
+
+    async def purge_idempotency_keys(self) -> int:
+        """Forget idempotency keys older than 24 hours; returns how many."""
+        now = utcnow()
+        if self.db.sqlite:
+            return await self.db.run_write(lambda conn: idempotency.purge_sync(conn, now))
+        async with self.db.write() as conn:
+            return await conn.run_sync(idempotency.purge_sync, now)
 
     async def listen(
         self, on_notify: Callable[[], None], busy: Callable[[], bool] | None = None

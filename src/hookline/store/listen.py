@@ -61,7 +61,9 @@ class Listener:
         retry_max_s: float = RETRY_MAX_S,
         token_key: int | None = None,
         busy: Callable[[], bool] | None = None,
+        subject: str = "new deliveries",
     ) -> None:
+        self._subject = subject  # what the log lines say it listens for
         self._dsn = dsn
         self._channel = channel
         self._on_notify = on_notify
@@ -78,6 +80,11 @@ class Listener:
         self._handover = asyncio.Event()  # set when a busy holder should pass the token on
         self._handed_over_at = -HANDOVER_EVERY_S
         self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def listening(self) -> bool:
+        """True while it listens: no NOTIFY sent meanwhile can have been missed."""
+        return self._conn is not None and self._listening and not self._down.is_set()
 
     async def start(self) -> None:
         """Listen now if PostgreSQL answers; if it does not, keep trying in the background."""
@@ -124,7 +131,7 @@ class Listener:
             return False
         if self._down.is_set():
             self._down.clear()
-            log.info("listening on PostgreSQL for new deliveries again")
+            log.info("listening on PostgreSQL for %s again", self._subject)
             self._on_notify()  # something may have been published while we were away
         return True
 
@@ -132,8 +139,8 @@ class Listener:
         if not self._down.is_set():
             self._down.set()
             log.warning(
-                "not listening on PostgreSQL for new deliveries (%s); polling every %g s "
-                "until it reconnects",
+                "not listening on PostgreSQL for %s (%s); polling every %g s until it reconnects",
+                self._subject,
                 why,
                 self._poll_while_down_s,
             )

@@ -154,6 +154,13 @@ class Queue(Protocol):
         user that subscribes to it, atomically; durable when this returns."""
         ...
 
+    async def enqueue_many(
+        self, events: Sequence[NewEvent], now: datetime, max_attempts: int
+    ) -> list[Enqueued]:
+        """``enqueue`` for many events at once, atomically (in one statement or one
+        transaction); a result per event, in order."""
+        ...
+
     async def claim(
         self, worker: str, limit: int, now: datetime, lease_until: datetime
     ) -> list[tuple[Claimed, EndpointRow | None]]:
@@ -220,7 +227,7 @@ def unsent_for(found: Sequence[EndpointRow], event: str) -> Unsent:
     return Unsent.NOT_SUBSCRIBED
 
 
-_ENDPOINTS_OF_USERS = (
+ENDPOINTS_OF_USERS = (
     select(*ENDPOINT_COLUMNS)
     .where(endpoints.c.user_id.in_(bindparam("user_ids", expanding=True)))
     .order_by(endpoints.c.user_id, endpoints.c.slot != "default", endpoints.c.created_at)
@@ -270,7 +277,7 @@ def fan_out_sync(
     user_ids = sorted({e.user_id for e in events})
     found: dict[str, list[EndpointRow]] = {user_id: [] for user_id in user_ids}
     if user_ids:
-        for row in conn.execute(_ENDPOINTS_OF_USERS, {"user_ids": user_ids}):
+        for row in conn.execute(ENDPOINTS_OF_USERS, {"user_ids": user_ids}):
             found[row.user_id].append(endpoint_from(row._mapping))
     results, message_rows, delivery_rows = [], [], []
     for new in events:

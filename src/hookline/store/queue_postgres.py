@@ -18,6 +18,7 @@ from hookline.store.endpoints import of_user as endpoints_of_user
 from hookline.store.queue import (
     DEFER,
     ENDPOINT_PREFIX,
+    ENDPOINTS_OF_USERS,
     MESSAGE_COLUMNS,
     NEXT_DUE,
     NOTIFY_CHANNEL,
@@ -80,6 +81,45 @@ _ENQUEUE = text(
         RETURNING id, delivery_id
     )
     SELECT delivery_id FROM made ORDER BY id
+    """
+)
+
+
+# ``_ENQUEUE`` for many events in one statement: each event's data once, and its deliveries,
+# their ids made as ``_ENQUEUE`` makes them. Nothing joins one CTE to another (a prepared
+# statement's generic plan may do such a join row by row): an event's first target (n = 1)
+# writes its message, and every target its delivery.
+_ENQUEUE_MANY = text(
+    f"""
+    WITH ev AS (
+        SELECT * FROM unnest(CAST(:message_ids AS text[]), CAST(:user_ids AS text[]),
+                             CAST(:events AS text[]), CAST(:datas AS bytea[]))
+            AS ev(message_id, user_id, event, data)
+    ),
+    targets AS (
+        SELECT ev.message_id, ev.user_id, ev.event, ev.data, e.id, e.url,
+               row_number() OVER (PARTITION BY ev.message_id
+                                  ORDER BY e.slot <> '{PRIMARY_SLOT}', e.created_at, e.id) AS n
+        FROM ev JOIN endpoints AS e ON e.user_id = ev.user_id
+        WHERE e.enabled AND CAST(e.enabled_events AS jsonb) ? ev.event
+    ),
+    message AS (
+        INSERT INTO messages (id, user_id, event, data, created_at)
+        SELECT t.message_id, t.user_id, t.event, t.data, CAST(:now AS BIGINT)
+        FROM targets AS t WHERE t.n = 1
+    ),
+    made AS (
+        INSERT INTO deliveries (id, delivery_id, user_id, endpoint_id, event, url, body,
+                                message_id, status, attempts, max_attempts, next_attempt_at,
+                                created_at)
+        SELECT t.message_id || lpad(CAST(t.n AS text), 2, '0'), CAST(gen_random_uuid() AS text),
+               t.user_id, t.id, t.event, t.url, CAST('' AS bytea), t.message_id,
+               '{Status.PENDING.value}', 0, :max_attempts, CAST(:now AS BIGINT),
+               CAST(:now AS BIGINT)
+        FROM targets AS t
+        RETURNING id, delivery_id, message_id
+    )
+    SELECT message_id, delivery_id FROM made ORDER BY id
     """
 )
 
@@ -199,6 +239,38 @@ class PostgresQueue:
             # Nothing wanted it: say why (only this path reads the endpoints).
             found = await endpoints_of_user(conn, event.user_id)
         return Enqueued(event.event, [], unsent_for(found, event.event))
+
+    async def enqueue_many(
+        self, events: Sequence[NewEvent], now: datetime, max_attempts: int
+    ) -> list[Enqueued]:
+        if len(events) <= 1:
+            return [await self.enqueue(event, now, max_attempts) for event in events]
+        message_ids = [ids.new_id() for _ in events]
+        params = {
+            "message_ids": message_ids,
+            "user_ids": [event.user_id for event in events],
+            "events": [event.event for event in events],
+            "datas": [event.data_json for event in events],
+            "max_attempts": max_attempts,
+            "now": to_micros(now),
+        }
+        made: dict[str, list[str]] = {}
+        async with self.db.write_once() as conn:
+            for row in await conn.execute(_ENQUEUE_MANY, params):
+                made.setdefault(row.message_id, []).append(row.delivery_id)
+            # Why the others made nothing (only then are the endpoints read).
+            pairs = zip(events, message_ids, strict=True)
+            unsent = sorted({event.user_id for event, m in pairs if m not in made})
+            found: dict[str, list[EndpointRow]] = {user_id: [] for user_id in unsent}
+            if unsent:
+                for row in await conn.execute(ENDPOINTS_OF_USERS, {"user_ids": unsent}):
+                    found[row.user_id].append(endpoint_from(row._mapping))
+        return [
+            Enqueued(event.event, made[message_id])
+            if message_id in made
+            else Enqueued(event.event, [], unsent_for(found[event.user_id], event.event))
+            for event, message_id in zip(events, message_ids, strict=True)
+        ]
 
     async def claim(
         self, worker: str, limit: int, now: datetime, lease_until: datetime

@@ -145,6 +145,13 @@ class SqliteQueue:
         )
         return result
 
+    async def enqueue_many(
+        self, events: Sequence[NewEvent], now: datetime, max_attempts: int
+    ) -> list[Enqueued]:
+        if not events:
+            return []
+        return await self.db.run_write(lambda conn: fan_out_sync(conn, events, now, max_attempts))
+
     async def claim(
         self, worker: str, limit: int, now: datetime, lease_until: datetime
     ) -> list[tuple[Claimed, EndpointRow | None]]:

@@ -295,3 +295,21 @@ tasks = Table(
         sqlite_where=text("status IN ('queued', 'running')"),
     ),
 )
+
+# Idempotency keys a publisher sent with events it published (POST /api/events's
+# Idempotency-Key, a batch item's idempotencyKey, hookline.publish's idempotency_key): a retry
+# with the same key and the same request answers ``result`` again and creates nothing. Keys
+# belong to their publisher (the admin user whose token published; "" for the Python API)
+# and live 24 hours; the worker's purge pass deletes them after that.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("publisher", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),  # SHA-256 of userId, event and data
+    # JSON {"deliveryIds": [...], "unsent": <Unsent or null>}; NULL only inside the
+    # transaction that claimed the key and is publishing its event.
+    Column("result", Text, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
+)

@@ -1,0 +1,313 @@
+"""The front door: how fast the API accepts events, apart from delivering them.
+
+For each backend, on a database of its own, against ``hookline serve --no-worker`` (the API
+alone, as publishers meet it; with ``frontdoor_serve_workers`` > 1, that many API processes
+sharing the port), whose user's webhook points at the receiver (deliveries are stored, and
+nothing sends them):
+
+1. ``POST /api/events``, one event per request, ``frontdoor_concurrency`` (32) in flight over
+   keep-alive connections: requests accepted per second, each request's latency (p50, p99,
+   max), the API processes' CPU per accepted event, and on PostgreSQL the connections the
+   server opened (``pg_stat_database.sessions``) per 1,000 requests;
+2. the same with an ``Idempotency-Key`` on every request (each its own key);
+3. ``POST /api/events/batch`` with ``frontdoor_batch`` (1,000) events per request,
+   ``frontdoor_batch_concurrency`` requests in flight: events accepted per second, and CPU
+   per event.
+
+Rates are reported as ratios to the bare client measured in the same run (``bench.run``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from bench import db
+from bench.bare_client import EVENT, event_data
+from bench.procs import Proc, cpu_seconds, free_port, log, machine_cpu_seconds, wait_http
+from bench.stats import summary_ms
+
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+
+def _tree_cpu(proc: Proc) -> float:
+    """CPU of a process and of its children (the API processes of ``serve --workers``)."""
+    total = cpu_seconds(proc.pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            if int(text[text.rindex(")") + 2 :].split()[1]) == proc.pid:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+class Sessions:
+    """Connections PostgreSQL has accepted into the database so far, read through one
+    connection of its own opened before anything is measured (so it is not counted)."""
+
+    def __init__(self, conn: asyncpg.Connection | None) -> None:
+        self.conn = conn
+
+    @classmethod
+    async def open(cls, url: str) -> Sessions:
+        if url.startswith("sqlite"):
+            return cls(None)
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("SELECT 1")
+        await asyncio.sleep(1.2)  # its own session is counted once it has been idle a moment
+        return cls(conn)
+
+    async def count(self) -> int | None:
+        if self.conn is None:
+            return None
+        await self.conn.execute("SELECT pg_stat_clear_snapshot()")
+        value = await self.conn.fetchval(
+            "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        )
+        return int(value)
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+
+async def _singles(
+    base: str, token: str, user_id: str, n: int, concurrency: int, keyed: bool, first: int
+) -> dict[str, Any]:
+    """POST /api/events ``n`` times, ``concurrency`` in flight; latencies in ms."""
+    latencies: list[float] = []
+    errors = 0
+    accepted = 0
+    numbers = iter(range(first, first + n))
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=timeout
+    ) as session:
+
+        async def lane() -> None:
+            nonlocal errors, accepted
+            for i in numbers:
+                extra = {"Idempotency-Key": f"bench-{i}"} if keyed else None
+                body = {"userId": user_id, "event": EVENT, "data": event_data(i)}
+                started = time.perf_counter()
+                try:
+                    async with session.post(
+                        base + "/api/events", json=body, headers=extra
+                    ) as response:
+                        await response.read()
+                        ok = response.status == 202
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                latencies.append((time.perf_counter() - started) * 1000)
+                if ok:
+                    accepted += 1
+                else:
+                    errors += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return {
+        "requests": n,
+        "accepted": accepted,
+        "errors": errors,
+        "seconds": round(seconds, 3),
+        "rate": round(accepted / seconds, 1) if seconds > 0 else None,
+        "latency": summary_ms(latencies),
+    }
+
+
+async def _batches(
+    base: str, token: str, user_id: str, batches: int, size: int, concurrency: int, first: int
+) -> dict[str, Any]:
+    """POST /api/events/batch ``batches`` times with ``size`` events each."""
+    accepted = 0
+    errors = 0
+    latencies: list[float] = []
+    numbers = iter(range(batches))
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(
+        connector=connector, headers=headers, timeout=timeout
+    ) as session:
+
+        async def lane() -> None:
+            nonlocal accepted, errors
+            for b in numbers:
+                lo = first + b * size
+                events = [
+                    {"userId": user_id, "event": EVENT, "data": event_data(i)}
+                    for i in range(lo, lo + size)
+                ]
+                started = time.perf_counter()
+                async with session.post(
+                    base + "/api/events/batch", json={"events": events}
+                ) as response:
+                    body = await response.read()
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status != 200:
+                    errors += size
+                    continue
+                results = json.loads(body)["results"]
+                good = sum(1 for r in results if r["status"] == 202 and r["deliveryIds"])
+                accepted += good
+                errors += size - good
+
+        started = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+    return {
+        "requests": batches,
+        "events_per_request": size,
+        "accepted": accepted,
+        "errors": errors,
+        "seconds": round(seconds, 3),
+        "rate": round(accepted / seconds, 1) if seconds > 0 else None,
+        "request_latency": summary_ms(latencies),
+    }
+
+
+async def _measured(run: Any, procs: list[Proc], sessions: Sessions) -> dict[str, Any]:
+    """Run one load and add the API processes' CPU per accepted event and, on PostgreSQL,
+    the connections opened per 1,000 requests."""
+    sessions0 = await sessions.count()
+    cpu0 = sum(_tree_cpu(p) for p in procs)
+    machine0 = machine_cpu_seconds()
+    result: dict[str, Any] = await run
+    cpu = sum(_tree_cpu(p) for p in procs) - cpu0
+    machine = machine_cpu_seconds() - machine0
+    accepted = result["accepted"]
+    result["api_cpu_s"] = round(cpu, 3)
+    result["api_cpu_ms_per_event"] = round(1000 * cpu / accepted, 3) if accepted else None
+    result["machine_cpu_ms_per_event"] = round(1000 * machine / accepted, 3) if accepted else None
+    if sessions0 is not None:
+        await asyncio.sleep(1.2)  # backends flush their statistics when idle
+        sessions1 = await sessions.count()
+        assert sessions1 is not None
+        opened = sessions1 - sessions0
+        result["db_connections_opened"] = opened
+        result["db_connections_per_1000_requests"] = round(1000 * opened / result["requests"], 1)
+    return result
+
+
+async def run_frontdoor(bench: Bench, backend: str) -> dict[str, Any]:
+    plan = bench.plan
+    if backend == "sqlite":
+        url = db.sqlite_url(bench.work / "frontdoor.db")
+    else:
+        assert bench.postgres_url is not None
+        dbname = "hookline_bench_frontdoor_smoke" if bench.smoke else "hookline_bench_frontdoor"
+        url = await db.recreate_postgres(bench.postgres_url, dbname)
+    await bench.migrate(url)
+    admin = json.loads(
+        await bench.cli("users create", ["users", "create", "fd-admin", "--admin", "--json"], url)
+    )
+    user = await db.make_user(url, bench.key, "frontdoor", bench.hook_url)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ["serve", "--no-worker", "--port", str(port)]
+    if plan.frontdoor_serve_workers > 1:
+        args += ["--workers", str(plan.frontdoor_serve_workers)]
+    server = bench.start_hookline(f"frontdoor-{backend}-serve", args, url)
+    token = admin["token"]
+    result: dict[str, Any] = {
+        "backend": backend,
+        "api_processes": plan.frontdoor_serve_workers,
+        "concurrency": plan.frontdoor_concurrency,
+    }
+    sessions = await Sessions.open(url)
+    try:
+        await asyncio.to_thread(wait_http, base + "/healthz", server, 60.0)
+        n, c = plan.frontdoor_n, plan.frontdoor_concurrency
+        log(f"frontdoor/{backend}: warm-up, then POST /api/events x {n:,}, {c} in flight")
+        await _singles(base, token, user.id, plan.frontdoor_warmup, c, False, 0)
+        first = plan.frontdoor_warmup
+        result["single"] = await _measured(
+            _singles(base, token, user.id, n, c, False, first), [server], sessions
+        )
+        first += n
+        log(f"frontdoor/{backend}: the same with an Idempotency-Key each")
+        result["single_keyed"] = await _measured(
+            _singles(base, token, user.id, n, c, True, first), [server], sessions
+        )
+        first += n
+        size, bc = plan.frontdoor_batch, plan.frontdoor_batch_concurrency
+        log(f"frontdoor/{backend}: POST /api/events/batch x {plan.frontdoor_batches}, {size} each")
+        result["batch"] = await _measured(
+            _batches(base, token, user.id, plan.frontdoor_batches, size, bc, first),
+            [server],
+            sessions,
+        )
+        return result
+    finally:
+        await sessions.close()
+        bench.procs.stop(server)
+        if backend != "sqlite" and not bench.keep:
+            with contextlib.suppress(Exception):
+                await db.drop_postgres(url)
+
+
+def frontdoor_targets(results: dict[str, Any], limit: float, add: Any) -> None:
+    """Ratios to the bare client, and the issue's targets, for each backend measured."""
+    for backend, fd in results.items():
+        if "error" in fd:
+            continue
+        for label in ("single", "single_keyed", "batch"):
+            rate = fd[label]["rate"] or 0.0
+            fd[label]["ratio_to_bare"] = round(rate / limit, 3) if limit else None
+        ratio = fd["single"]["ratio_to_bare"] or 0.0
+        add(f"frontdoor POST /api/events / bare ({backend})", ratio, "x", ">= 0.25", ratio >= 0.25)
+        cpu = fd["single"]["api_cpu_ms_per_event"] or float("nan")
+        add(f"frontdoor API cpu per event ({backend})", cpu, "ms", "<= 0.3", cpu <= 0.3)
+        p99 = fd["single"]["latency"].get("p99_ms", float("nan"))
+        add(f"frontdoor POST /api/events p99 ({backend})", p99, "ms", "<= 20", p99 <= 20)
+        ratio = fd["batch"]["ratio_to_bare"] or 0.0
+        add(f"frontdoor batch events / bare ({backend})", ratio, "x", ">= 2", ratio >= 2)
+        opened = fd["single"].get("db_connections_per_1000_requests")
+        if opened is not None:
+            add(f"frontdoor new db connections / 1000 ({backend})", opened, "", "0", opened == 0)
+
+
+def frontdoor_rows(results: dict[str, Any], verdict: Any) -> list[tuple[str, str, str, str]]:
+    rows: list[tuple[str, str, str, str]] = []
+    for backend, fd in results.items():
+        if "error" in fd:
+            rows.append((f"frontdoor {backend}", "error", "", fd["error"][:60]))
+            continue
+        for label, name in (("single", "POST /api/events"), ("single_keyed", "  with keys")):
+            one = fd[label]
+            lat = one["latency"]
+            target, met = verdict(f"frontdoor POST /api/events / bare ({backend})")
+            if label != "single":
+                target, met = "", ""
+            value = (
+                f"{one['rate']:,.0f}/s = {one.get('ratio_to_bare') or 0:.2f} x bare, "
+                f"p50 {lat.get('p50_ms', 0):.1f} / p99 {lat.get('p99_ms', 0):.1f} ms, "
+                f"{one['api_cpu_ms_per_event'] or 0:.2f} ms cpu/event"
+            )
+            if "db_connections_per_1000_requests" in one:
+                value += f", {one['db_connections_per_1000_requests']:g} new conns/1000"
+            rows.append((f"{backend} front door: {name}", value, target, met))
+        batch = fd["batch"]
+        target, met = verdict(f"frontdoor batch events / bare ({backend})")
+        value = (
+            f"{batch['rate']:,.0f} events/s = {batch.get('ratio_to_bare') or 0:.2f} x bare, "
+            f"{batch['api_cpu_ms_per_event'] or 0:.3f} ms cpu/event"
+        )
+        rows.append(
+            (f"{backend} front door: batch of {batch['events_per_request']}", value, target, met)
+        )
+    return rows
