@@ -1,0 +1,284 @@
+"""The dashboard when deliveries fail, in a real browser against the real service and a real
+receiver on loopback: retrying versus failed, the detail beside its row, resend, recover and
+the banner on a disabled endpoint.
+
+Each endpoint is a path on the e2e receiver, which answers as the test scripts it per path.
+Screenshots go to test-artifacts/dashboard/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from hookline.events import EXAMPLES
+from tests.e2e.conftest import LiveServer, Reply, ThreadReceiver
+from tests.e2e.test_dashboard import shot, sign_in
+
+pytestmark = pytest.mark.browser
+
+# A response body that would run script if it were ever put into the page as HTML.
+HOSTILE_BODY = '<b id="injected">boom</b><img src="x" onerror="window.__injected = 1">'
+
+
+def call(server: LiveServer, token: str, method: str, path: str, body: Any = None) -> Any:
+    response = httpx.request(
+        method,
+        f"{server.url}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.is_success, response.text
+    return response.json()
+
+
+def add_endpoint(server: LiveServer, token: str, url: str, event: str, description: str) -> str:
+    body = {"url": url, "enabledEvents": [event], "description": description}
+    endpoint: dict[str, Any] = call(server, token, "POST", "/api/webhooks/endpoints", body)[
+        "endpoint"
+    ]
+    return str(endpoint["id"])
+
+
+def publish(server: LiveServer, admin_token: str, user_id: str, event: str) -> None:
+    server.publish(admin_token, user_id, event, dict(EXAMPLES[event]))
+
+
+def logs_by_event(server: LiveServer, token: str) -> dict[str, dict[str, Any]]:
+    logs = call(server, token, "GET", "/api/webhooks/logs?limit=100")["logs"]
+    return {log["event"]: log for log in logs}
+
+
+def wait_for_logs(
+    server: LiveServer, token: str, ready: Callable[[dict[str, dict[str, Any]]], bool]
+) -> dict[str, dict[str, Any]]:
+    """Poll the API until the log is as ``ready`` wants it (before looking at the page)."""
+    deadline = time.monotonic() + 20
+    while True:
+        logs = logs_by_event(server, token)
+        if ready(logs):
+            return logs
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the log did not get there: {logs}")
+        time.sleep(0.05)
+
+
+def log_row(page: Page, event: str) -> Locator:
+    return page.locator(f'tr[data-testid="log-row"][data-event="{event}"]')
+
+
+def row_for(page: Page, log_id: str) -> Locator:
+    return page.locator(f'tr[data-testid="log-row"][data-id="{log_id}"]')
+
+
+def background(locator: Locator) -> str:
+    color: str = locator.evaluate("el => getComputedStyle(el).backgroundColor")
+    return color
+
+
+DOWN = "ats.check_failed"  # to /down: 500 every time, so it fails for good
+BUSY = "resume.parsed"  # to /busy: 503 with Retry-After: 120, so it waits for a retry
+FINE = "tailoring.completed"  # to /fine: 200
+SLOW = "resume.parse_failed"  # to /slow: answers only when the test lets it
+
+
+def test_failed_retrying_and_pending_deliveries_their_detail_and_resend(
+    page: Page, live_server: LiveServer, http_receiver: ThreadReceiver, artifacts: Path
+) -> None:
+    receiver = http_receiver
+    user_id, _, token = live_server.user("fay")
+    _, _, admin_token = live_server.user("failures-publisher", admin=True)
+    release = threading.Event()
+    receiver.replies.update(
+        {
+            "/down": Reply(500, HOSTILE_BODY.encode()),
+            "/busy": Reply(503, b"busy, come back later", {"Retry-After": "120"}),
+            "/fine": Reply(200, b"thanks"),
+            "/slow": Reply(200, b"finally", hold=release),
+        }
+    )
+    try:
+        _walk_through(page, live_server, receiver, artifacts, user_id, token, admin_token, release)
+    finally:
+        release.set()
+        for path in ("/down", "/busy", "/fine", "/slow"):
+            receiver.replies.pop(path, None)
+
+
+def _walk_through(
+    page: Page,
+    server: LiveServer,
+    receiver: ThreadReceiver,
+    artifacts: Path,
+    user_id: str,
+    token: str,
+    admin_token: str,
+    release: threading.Event,
+) -> None:
+    base = receiver.base
+    add_endpoint(server, token, f"{base}/down", DOWN, "Down")
+    add_endpoint(server, token, f"{base}/busy", BUSY, "Busy")
+    fine_id = add_endpoint(server, token, f"{base}/fine", FINE, "Fine")
+    add_endpoint(server, token, f"{base}/slow", SLOW, "Slow")
+    for event in (DOWN, BUSY, FINE):
+        publish(server, admin_token, user_id, event)
+    logs = wait_for_logs(
+        server,
+        token,
+        lambda logs: (
+            logs.get(DOWN, {}).get("status") == "failed"
+            and logs.get(BUSY, {}).get("status") == "retrying"
+            and logs.get(FINE, {}).get("status") == "succeeded"
+        ),
+    )
+    publish(server, admin_token, user_id, SLOW)  # newest: the top row
+    deadline = time.monotonic() + 10
+    while not any(hit.path == "/slow" for hit in receiver.hits):  # its attempt is under way
+        assert time.monotonic() < deadline, "the slow endpoint got nothing"
+        time.sleep(0.02)
+
+    page.goto(f"{server.url}/dashboard")
+    sign_in(page, token)
+    rows = page.get_by_test_id("log-row")
+    expect(rows).to_have_count(4)
+
+    # 1) Each status has its own badge; retrying and pending say when the next attempt is.
+    expected = {SLOW: "Pending", FINE: "Succeeded", BUSY: "Retrying", DOWN: "Failed"}
+    for event, text in expected.items():
+        badge = log_row(page, event).locator(".badge")
+        expect(badge).to_have_text(text)
+        expect(badge).to_have_attribute("data-status", text.lower())
+    colors = {event: background(log_row(page, event).locator(".badge")) for event in expected}
+    assert len(set(colors.values())) == 4, colors  # four looks, not a shared "failed" red
+
+    busy_next = log_row(page, BUSY).get_by_test_id("next-attempt")
+    expect(busy_next).to_have_text(re.compile(r"^Next attempt in (1[01]\d|[2-9]\d) seconds$|^Next attempt in 2 minutes$"))
+    when = busy_next.locator("time")
+    planned = logs[BUSY]["nextAttemptAt"]
+    expect(when).to_have_attribute("datetime", planned)
+    planned_at = datetime.fromisoformat(planned.replace("Z", "+00:00")).astimezone(UTC)
+    exact = f"{planned_at:%b} {planned_at.day}, {planned_at.year}, "
+    expect(when).to_have_attribute("title", re.compile(rf"^{exact}.*:\d\d:\d\d (AM|PM) UTC$"))
+    # the exact second is in the title: the hover shows the very time
+    assert f":{planned_at:%S} " in (when.get_attribute("title") or "")
+    expect(log_row(page, SLOW).get_by_test_id("next-attempt")).to_have_text("Next attempt due now")
+    for event in (DOWN, FINE):
+        expect(log_row(page, event).get_by_test_id("next-attempt")).to_have_count(0)
+        expect(log_row(page, event).get_by_role("button", name="Resend")).to_be_visible()
+    for event in (BUSY, SLOW):  # unfinished: they will be attempted anyway
+        expect(log_row(page, event).get_by_role("button", name="Resend")).to_have_count(0)
+    shot(page, artifacts, "30-failures-statuses")
+
+    # The held attempt is answered: after Refresh the pending row shows its success.
+    release.set()
+    wait_for_logs(server, token, lambda logs: logs[SLOW]["status"] == "succeeded")
+    page.get_by_role("button", name="Refresh").click()
+    expect(log_row(page, SLOW).locator(".badge")).to_have_text("Succeeded")
+    expect(log_row(page, SLOW).get_by_test_id("next-attempt")).to_have_count(0)
+
+    # 2) The detail opens right under the row that was clicked, in the middle of the log.
+    busy_row = log_row(page, BUSY)
+    busy_row.click()
+    detail = page.get_by_test_id("log-detail")
+    expect(detail).to_be_visible()
+    detail_row = busy_row.locator("xpath=following-sibling::tr[1]")
+    expect(detail_row).to_have_attribute("data-testid", "log-detail-row")
+    expect(detail_row.locator("xpath=following-sibling::tr[1]")).to_have_attribute(
+        "data-id", logs[DOWN]["id"]
+    )
+    expect(busy_row).to_have_attribute("aria-expanded", "true")
+    row_box, detail_box = busy_row.bounding_box(), detail.bounding_box()
+    assert row_box is not None and detail_box is not None
+    assert 0 <= detail_box["y"] - (row_box["y"] + row_box["height"]) < 24, (row_box, detail_box)
+    expect(detail.get_by_test_id("detail-status")).to_have_text("Retrying")
+    expect(detail.get_by_test_id("detail-next-attempt")).to_contain_text("in ")
+    busy_attempt = detail.get_by_test_id("attempt-row")
+    expect(busy_attempt).to_have_count(1)
+    expect(busy_attempt.get_by_test_id("attempt-trigger")).to_have_text("Scheduled")
+    expect(busy_attempt).to_contain_text("503")
+    expect(detail.get_by_test_id("attempt-response")).to_have_text("busy, come back later")
+    shot(page, artifacts, "31-failures-detail-beside-row")
+
+    # The failed one: every attempt with its trigger, the response as text (never as HTML),
+    # the headers that were sent, and the payload pretty-printed (the exact bytes apart).
+    down_row = log_row(page, DOWN)
+    down_row.click()
+    expect(busy_row).to_have_attribute("aria-expanded", "false")
+    expect(down_row.locator("xpath=following-sibling::tr[1]")).to_have_attribute(
+        "data-testid", "log-detail-row"
+    )
+    expect(page.get_by_test_id("log-detail-row")).to_have_count(1)
+    attempts = detail.get_by_test_id("attempt-row")
+    expect(attempts).to_have_count(4)
+    down_hits = [hit for hit in receiver.hits if hit.path == "/down"]
+    assert len(down_hits) == 4
+    extras = detail.get_by_test_id("attempt-extras")
+    for n in range(4):
+        expect(attempts.nth(n).locator("td").first).to_have_text(str(n + 1))
+        expect(attempts.nth(n).get_by_test_id("attempt-trigger")).to_have_text("Scheduled")
+        expect(attempts.nth(n)).to_contain_text("HTTP 500")
+        expect(extras.nth(n).get_by_test_id("attempt-response")).to_have_text(HOSTILE_BODY)
+    assert page.locator("#injected").count() == 0
+    assert page.evaluate("() => window.__injected") is None
+    headers = extras.nth(2).get_by_test_id("attempt-headers")
+    headers.locator("summary").click()
+    sent = down_hits[2].headers
+    for name in ("webhook-id", "webhook-timestamp", "webhook-signature", "X-Webhook-Signature"):
+        cells = headers.locator("tr", has=page.locator("th", has_text=re.compile(f"^{name}$")))
+        expect(cells.locator("td")).to_have_text(sent[name.lower()])
+    expect(headers.locator("tr", has_text="Content-Type").locator("td")).to_have_text(
+        "application/json"
+    )
+    body = down_hits[0].body.decode()
+    pretty = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
+    assert detail.get_by_test_id("payload-pretty").text_content() == pretty
+    assert detail.get_by_test_id("payload").text_content() == body
+    shot(page, artifacts, "32-failures-attempts")
+
+    # 3) Resend the failed delivery once its receiver is back: one more attempt, `manual`,
+    #    with the same delivery id; the row and the open detail follow it to success.
+    receiver.replies["/down"] = Reply(200, b"back again")
+    down_row.get_by_role("button", name="Resend").click()
+    note = down_row.get_by_test_id("resend-result")
+    expect(note).to_have_text("Sent again: it succeeded.")
+    expect(down_row.locator(".badge")).to_have_text("Succeeded")
+    expect(down_row.locator("td").nth(5)).to_have_text("5")
+    expect(attempts).to_have_count(5)
+    expect(attempts.nth(4).get_by_test_id("attempt-trigger")).to_have_text("Manual (resend)")
+    expect(attempts.nth(4)).to_contain_text("200")
+    expect(extras.nth(4).get_by_test_id("attempt-response")).to_have_text("back again")
+    resent = [hit for hit in receiver.hits if hit.path == "/down"]
+    assert len(resent) == 5 and resent[4].headers["webhook-id"] == resent[0].headers["webhook-id"]
+    assert resent[4].body == resent[0].body
+    expect(page.get_by_test_id("stats-failed")).to_have_text("0")
+    shot(page, artifacts, "33-failures-resent")
+
+    # A resend the API refuses (409: the endpoint was disabled meanwhile) shows its message.
+    call(server, token, "PATCH", f"/api/webhooks/endpoints/{fine_id}", {"enabled": False})
+    refused = httpx.post(
+        f"{server.url}/api/webhooks/logs/{logs[FINE]['id']}/resend",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert refused.status_code == 409
+    fine_row = log_row(page, FINE)
+    fine_row.get_by_role("button", name="Resend").click()
+    expect(fine_row.get_by_test_id("resend-result")).to_have_text(
+        f"Not resent: {refused.json()['error']}"
+    )
+    expect(fine_row.locator(".badge")).to_have_text("Succeeded")
+    expect(fine_row.get_by_role("button", name="Resend")).to_be_enabled()
+    shot(page, artifacts, "34-failures-resend-refused")
+
+    page.get_by_role("button", name="Close details").click()
+    expect(page.get_by_test_id("log-detail-row")).to_have_count(0)
+    expect(down_row).to_be_focused()
