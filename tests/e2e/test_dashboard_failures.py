@@ -162,7 +162,10 @@ def _walk_through(
     assert len(set(colors.values())) == 4, colors  # four looks, not a shared "failed" red
 
     busy_next = log_row(page, BUSY).get_by_test_id("next-attempt")
-    expect(busy_next).to_have_text(re.compile(r"^Next attempt in (1[01]\d|[2-9]\d) seconds$|^Next attempt in 2 minutes$"))
+    # 120 s away when planned: "in 2 minutes" (less on a slow machine)
+    expect(busy_next).to_have_text(
+        re.compile(r"^Next attempt in (2 minutes|1 minute|\d+ seconds)$")
+    )
     when = busy_next.locator("time")
     planned = logs[BUSY]["nextAttemptAt"]
     expect(when).to_have_attribute("datetime", planned)
