@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     retention_days: float = Field(default=90.0, gt=0)
     purge_interval_s: float = Field(default=3600.0, gt=0)
+    # A recovery requeues at most this many failed deliveries per second (per task).
+    recovery_rate: float = Field(default=10.0, gt=0)
 
     # Endpoints: how many one user may have.
     max_endpoints_per_user: int = Field(default=20, ge=1)

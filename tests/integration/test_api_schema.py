@@ -38,6 +38,9 @@ OPERATION_IDS = {
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/regenerate-secret"): "regenerateEndpointSecret",
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/test"): "sendEndpointTest",
     ("POST", "/api/events"): "publishEvent",
+    ("POST", "/api/webhooks/endpoints/{endpoint_id}/recover"): "recoverEndpoint",
+    ("GET", "/api/webhooks/tasks"): "listTasks",
+    ("GET", "/api/webhooks/tasks/{task_id}"): "getTask",
 }
 
 TIMESTAMPS = [
@@ -54,6 +57,13 @@ TIMESTAMPS = [
     ("Bucket", "start"),
     ("EndpointView", "createdAt"),
     ("EndpointView", "updatedAt"),
+    ("RecoverIn", "since"),
+    ("RecoverIn", "until"),
+    ("TaskView", "since"),
+    ("TaskView", "until"),
+    ("TaskView", "createdAt"),
+    ("TaskView", "updatedAt"),
+    ("TaskView", "finishedAt"),
 ]
 
 REF = "#/components/schemas/"
@@ -109,7 +119,7 @@ def test_every_field_an_answer_always_carries_is_required(tmp_path: Path) -> Non
                 if status.startswith("2"):
                     answers |= refs_from(response, schemas)
     answers -= {"EventName", "Window"}
-    assert len(answers) == 24, sorted(answers)  # ResendResponse among them
+    assert len(answers) == 26, sorted(answers)  # ResendResponse and TaskView among them
     optional = {
         f"{name}.{field}"
         for name in answers
@@ -288,6 +298,9 @@ ALLOW = {
     "/api/webhooks/endpoints/c1": "GET, PATCH, DELETE",
     "/api/webhooks/endpoints/c1/regenerate-secret": "POST",
     "/api/webhooks/endpoints/c1/test": "POST",
+    "/api/webhooks/endpoints/c1/recover": "POST",
+    "/api/webhooks/tasks": "GET",
+    "/api/webhooks/tasks/c1": "GET",
     "/api/events": "POST",
     "/openapi.json": "GET, HEAD",
     "/docs": "GET",

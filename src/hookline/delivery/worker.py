@@ -16,6 +16,7 @@ import orjson
 
 from hookline import ids
 from hookline.config import Settings
+from hookline.delivery.recovery import Recovery
 from hookline.delivery.retry import RetryPolicy
 from hookline.delivery.sender import Outcome, OutcomeKind, Sender
 from hookline.logsetup import DELIVERY_ID
@@ -187,11 +188,15 @@ class Worker:
         stop_listening = await self.store.listen(self.wake.set)
         writer = asyncio.create_task(self._write_results(), name="hookline-results")
         upkeep = asyncio.create_task(self._maintain(), name="hookline-maintenance")
+        recovery = Recovery(self.store, self.settings, self.name, self.wake)
+        recovering = asyncio.create_task(recovery.run(), name="hookline-recovery")
         log.info("worker %s started", self.name)
         try:
             await self._claim_loop()
         finally:
             upkeep.cancel()
+            recovery.stop()
+            await recovering
             await self._drain()
             # Let the writer finish what it holds; cancelling it mid-transaction would
             # drop a batch of outcomes and leave those deliveries leased.

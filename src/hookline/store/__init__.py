@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,6 +20,7 @@ from hookline.crypto import SecretBox, load_box
 from hookline.events import TEST_EVENT
 from hookline.payload import dumps
 from hookline.store import endpoints as endpoint_sql
+from hookline.store import tasks as task_sql
 from hookline.store import users, views
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointFields, EndpointRow
@@ -38,7 +39,8 @@ from hookline.store.queue import (
 )
 from hookline.store.queue_postgres import PostgresQueue
 from hookline.store.queue_sqlite import SqliteQueue
-from hookline.store.schema import Status, Trigger
+from hookline.store.schema import Status, TaskStatus, Trigger
+from hookline.store.tasks import EndpointDisabled, TaskRow
 from hookline.store.users import TokenListing, User, UserListing
 from hookline.store.views import Counts, LogDetailRow, LogRow
 from hookline.timeutil import utcnow
@@ -47,6 +49,7 @@ __all__ = [
     "AttemptRecord",
     "Claimed",
     "Counts",
+    "EndpointDisabled",
     "EndpointFields",
     "EndpointRow",
     "Enqueued",
@@ -57,6 +60,8 @@ __all__ = [
     "Requeued",
     "Status",
     "Store",
+    "TaskRow",
+    "TaskStatus",
     "TokenListing",
     "TooMany",
     "Trigger",
@@ -66,6 +71,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("hookline.store")
+
+T = TypeVar("T")
 
 
 class NotFound(LookupError):
@@ -453,6 +460,72 @@ class Store:
         """Send a finished delivery of ``user_id`` again now: pending, due now, allowed one more
         attempt, recorded as a manual one; out of the counters until that attempt is."""
         return await self.queue.requeue(user_id, log_id, utcnow(), Trigger.MANUAL)
+
+    # --- tasks: recovering an endpoint's failed deliveries ------------------------------
+
+    async def start_recovery(
+        self, user_id: str, endpoint_id: str, since: datetime, until: datetime
+    ) -> TaskRow:
+        """Queue a recovery of the endpoint's failed deliveries created in [since, until);
+        NotFound for no such endpoint of the user, EndpointDisabled when it is switched off."""
+        async with self.db.write() as conn:
+            endpoint = await endpoint_sql.get(conn, user_id, endpoint_id)
+            if endpoint is None:
+                raise NotFound(f"no endpoint with id {endpoint_id}")
+            if not endpoint.enabled:
+                raise EndpointDisabled(f"endpoint {endpoint_id} is disabled")
+            return await task_sql.insert_recovery(
+                conn, user_id, endpoint_id, since, until, utcnow()
+            )
+
+    async def get_task(self, user_id: str, task_id: str) -> TaskRow:
+        async with self.db.read() as conn:
+            found = await task_sql.get(conn, user_id, task_id)
+        if found is None:
+            raise NotFound(f"no task with id {task_id}")
+        return found
+
+    async def list_tasks(
+        self, user_id: str, endpoint_id: str | None = None, limit: int = 20
+    ) -> list[TaskRow]:
+        """A user's tasks, newest first."""
+        async with self.db.read() as conn:
+            return await task_sql.of_user(conn, user_id, endpoint_id, limit)
+
+    async def take_task(self, worker: str) -> TaskRow | None:
+        """Lease the oldest waiting task to ``worker`` for ``lease_s``, if there is one."""
+        now = utcnow()
+        async with self.db.read() as conn:
+            if not await task_sql.any_to_take(conn, now):
+                return None
+        lease_until = now + timedelta(seconds=self.settings.lease_s)
+        return await self._task_write(task_sql.take_sync, worker, now, lease_until)
+
+    async def renew_task(self, task_id: str, worker: str) -> bool:
+        """Extend ``worker``'s lease on a task; False when it lost it."""
+        now = utcnow()
+        until = now + timedelta(seconds=self.settings.lease_s)
+        return await self._task_write(task_sql.renew_sync, task_id, worker, now, until)
+
+    async def release_task(self, task_id: str, worker: str) -> bool:
+        """Give a task back for another worker to take at once."""
+        return await self._task_write(task_sql.release_sync, task_id, worker, utcnow())
+
+    async def recover_step(self, task_id: str, worker: str, limit: int) -> task_sql.Step:
+        """Requeue the next ``limit`` deliveries of a recovery ``worker`` holds (trigger
+        ``recovery``), or end it; see ``store.tasks``."""
+        now = utcnow()
+        lease_until = now + timedelta(seconds=self.settings.lease_s)
+        return await self._task_write(
+            task_sql.recover_step_sync, task_id, worker, now, lease_until, limit
+        )
+
+    async def _task_write(self, work: Callable[..., T], *args: Any) -> T:
+        """Run a task statement in one write transaction, on either database."""
+        if self.db.sqlite:
+            return await self.db.run_write(lambda conn: work(conn, *args))
+        async with self.db.write() as conn:
+            return await conn.run_sync(work, *args)
 
     async def reclaim_expired(self) -> int:
         """Put deliveries of workers whose lease ran out back in the queue (one maintainer

@@ -1,0 +1,134 @@
+"""Recoveries inside the worker: take recovery tasks (any worker process may hold one, under a
+lease) and walk each, requeueing its failed deliveries oldest first at no more than
+``HOOKLINE_RECOVERY_RATE`` per second. The store does each step in one transaction
+(``hookline.store.tasks``); this module only paces the steps, renews leases while it waits,
+and gives its tasks back when the worker stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+
+from hookline.config import Settings
+from hookline.store import Store, TaskRow
+
+log = logging.getLogger("hookline.recovery")
+
+#: Tasks one worker walks at a time; others wait, queued, for a worker with room.
+MAX_TASKS = 4
+#: Steps per second at most: above this rate each step requeues a small batch.
+STEPS_PER_S = 20.0
+
+
+def pace(rate: float) -> tuple[int, float]:
+    """(deliveries per step, seconds between steps) that requeue ``rate`` per second."""
+    batch = max(1, math.ceil(rate / STEPS_PER_S))
+    return batch, batch / rate
+
+
+class Recovery:
+    """Takes and walks recovery tasks for one worker until stopped."""
+
+    def __init__(self, store: Store, settings: Settings, worker: str, wake: asyncio.Event) -> None:
+        self.store = store
+        self.settings = settings
+        self.worker = worker
+        self.wake = wake  #: the worker's: set when deliveries were requeued
+        self._stopping = asyncio.Event()
+        self._walking: dict[str, asyncio.Task[None]] = {}
+
+    def stop(self) -> None:
+        """Stop taking tasks; run() then gives back those under way and returns."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Take tasks as they come (looking every poll interval) until stop()."""
+        try:
+            while not self._stopping.is_set():
+                if len(self._walking) < MAX_TASKS:
+                    try:
+                        task = await self.store.take_task(self.worker)
+                    except Exception:
+                        log.exception("taking a task failed; trying again later")
+                        task = None
+                    if task is not None:
+                        walk = asyncio.create_task(self._walk(task), name=f"recovery-{task.id}")
+                        self._walking[task.id] = walk
+                        walk.add_done_callback(self._forget)
+                        continue  # there may be more waiting
+                await self._sleep(self.settings.poll_interval_s)
+        finally:
+            if self._walking:
+                await asyncio.gather(*self._walking.values(), return_exceptions=True)
+
+    def _forget(self, walk: asyncio.Task[None]) -> None:
+        self._walking = {key: other for key, other in self._walking.items() if other is not walk}
+
+    async def _walk(self, task: TaskRow) -> None:
+        """Step through one task at the pace, until it ends, the lease is lost, or we stop."""
+        batch, interval_s = pace(self.settings.recovery_rate)
+        loop = asyncio.get_running_loop()
+        log.info(
+            "recovery %s of endpoint %s taken: %d of %d deliveries done",
+            task.id,
+            task.endpoint_id,
+            task.done,
+            task.total,
+        )
+        next_step = loop.time()
+        while True:
+            if not await self._wait_until(task.id, next_step):
+                break
+            next_step = loop.time() + interval_s  # from this step's start: never a burst
+            try:
+                step = await self.store.recover_step(task.id, self.worker, batch)
+            except Exception:
+                # The lease runs out if this lasts; then any worker carries on from the cursor.
+                log.exception("a step of recovery %s failed; trying again later", task.id)
+                next_step = loop.time() + self.settings.poll_interval_s
+                continue
+            if step.requeued:
+                self.wake.set()
+            if step.task is None:
+                log.warning("recovery %s: another worker took it over", task.id)
+                return
+            if step.task.final:
+                log.info(
+                    "recovery %s %s: %d of %d deliveries%s",
+                    task.id,
+                    step.task.status.value,
+                    step.task.done,
+                    step.task.total,
+                    f" ({step.task.error})" if step.task.error else "",
+                )
+                return
+        # Stopping: give it back, so another worker goes on without waiting for the lease.
+        try:
+            if await self.store.release_task(task.id, self.worker):
+                log.info("recovery %s given back", task.id)
+        except Exception:
+            log.exception("giving back recovery %s failed; its lease will run out", task.id)
+
+    async def _wait_until(self, task_id: str, moment: float) -> bool:
+        """Sleep until loop time ``moment``, renewing the lease on long waits. False when
+        stopping, or when the lease was lost."""
+        loop = asyncio.get_running_loop()
+        renew_every_s = self.settings.lease_s / 3
+        while (left := moment - loop.time()) > 0:
+            await self._sleep(min(left, renew_every_s))
+            if self._stopping.is_set():
+                return False
+            if moment - loop.time() > 0:
+                try:
+                    if not await self.store.renew_task(task_id, self.worker):
+                        return False
+                except Exception:
+                    log.exception("renewing the lease of recovery %s failed", task_id)
+        return not self._stopping.is_set()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until stop()."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
