@@ -315,6 +315,13 @@ class Store:
             )
         return secret, until
 
+    async def reenable_after_test(self, endpoint_id: str) -> bool:
+        """A test to ``endpoint_id`` succeeded: switch it back on if hookline switched it off
+        (``gone`` or ``failing``). True when it did."""
+        async with self.db.write() as conn:
+            was = await endpoint_sql.reenable_automatic(conn, endpoint_id, utcnow())
+        return was is not None
+
     async def delete_config(self, user_id: str) -> None:
         """Delete the user's primary endpoint."""
         async with self.db.write() as conn:
