@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from hookline.api.app import create_app
 from hookline.events import EXAMPLES
 from tests.e2e.conftest import LiveServer, Reply, ThreadReceiver
 from tests.e2e.test_dashboard import shot, sign_in
+from tests.support import make_settings
 
 pytestmark = pytest.mark.browser
 
@@ -285,3 +288,169 @@ def _walk_through(
     page.get_by_role("button", name="Close details").click()
     expect(page.get_by_test_id("log-detail-row")).to_have_count(0)
     expect(down_row).to_be_focused()
+
+
+# --- recover and the disabled banner ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recovery_server(
+    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The service with recoveries paced at 2 a second, so their progress can be watched."""
+    path = tmp_path_factory.mktemp("recovery") / "hookline.db"
+    shutil.copy(sqlite_template, path)
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{path}",
+        retry_delays_s=[0.05, 0.05, 0.05],
+        poll_interval_s=0.05,
+        recovery_rate=2.0,
+    )
+    server = LiveServer(create_app(settings))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def local_input(moment: datetime) -> str:
+    """A datetime-local value; the browser's time zone is UTC in these tests."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+RECOVERED = 8
+
+
+def test_recover_an_endpoint_with_live_progress_and_re_enable_it(
+    page: Page, recovery_server: LiveServer, http_receiver: ThreadReceiver, artifacts: Path
+) -> None:
+    server, receiver = recovery_server, http_receiver
+    user_id, _, token = server.user("rhea")
+    _, _, admin_token = server.user("recovery-publisher", admin=True)
+    url = f"{receiver.base}/flaky"
+    receiver.replies["/flaky"] = Reply(500, b"down for maintenance")
+    try:
+        endpoint_id = add_endpoint(server, token, url, DOWN, "Flaky")
+        for _ in range(RECOVERED):
+            publish(server, admin_token, user_id, DOWN)
+        wait_for_failed(server, token, RECOVERED)
+        receiver.replies["/flaky"] = Reply(200, b"recovered")
+        first_ids = {hit.headers["webhook-id"] for hit in receiver.hits if hit.path == "/flaky"}
+        assert len(first_ids) == RECOVERED
+
+        page.goto(f"{server.url}/dashboard")
+        sign_in(page, token)
+        row = page.get_by_test_id("endpoint-row").filter(has_text=url)
+        expect(page.get_by_test_id("stats-failed")).to_have_text(str(RECOVERED))
+
+        # 4) The Recover dialog: a window beyond retention is refused with the API's words.
+        row.get_by_role("button", name=re.compile(r"^Recover ")).click()
+        dialog = page.get_by_test_id("recover-dialog")
+        expect(dialog).to_be_visible()
+        expect(dialog.get_by_test_id("recover-for")).to_contain_text(url)
+        since = dialog.get_by_label("Since")
+        expect(since).to_be_focused()
+        default = datetime.fromisoformat(since.input_value()).replace(tzinfo=UTC)
+        assert abs((datetime.now(UTC) - default).total_seconds() - 86400) < 120
+        since.fill(local_input(datetime.now(UTC) - timedelta(days=200)))
+        dialog.get_by_role("button", name="Start recovery").click()
+        expect(dialog.get_by_test_id("recover-error")).to_have_text(
+            "Not started: Invalid window: since is beyond retention (deliveries are kept 90 days)"
+        )
+        expect(dialog.get_by_test_id("field-error-since")).to_contain_text("beyond retention")
+        expect(since).to_have_attribute("aria-invalid", "true")
+        shot(page, artifacts, "40-recover-beyond-retention")
+
+        # A good window: the progress bar moves from 0 to all of them, live.
+        since.fill(local_input(datetime.now(UTC) - timedelta(hours=1)))
+        dialog.get_by_role("button", name="Start recovery").click()
+        bar = dialog.get_by_test_id("recover-progress")
+        expect(bar).to_be_visible()
+        seen: set[int] = set()
+        deadline = time.monotonic() + 30
+        while bar.get_attribute("data-state") != "succeeded":
+            assert time.monotonic() < deadline, "the recovery did not finish"
+            assert bar.get_attribute("data-state") in ("queued", "running"), bar.get_attribute(
+                "data-state"
+            )
+            assert bar.get_attribute("data-total") == str(RECOVERED)
+            seen.add(int(bar.get_attribute("data-done") or 0))
+            if 0 < max(seen) < RECOVERED:
+                shot(page, artifacts, "41-recover-in-progress")
+            time.sleep(0.1)
+        assert any(0 < done < RECOVERED for done in seen), seen  # it moved while we watched
+        expect(bar).to_have_js_property("value", RECOVERED)
+        expect(bar).to_have_js_property("max", RECOVERED)
+        expect(dialog.get_by_test_id("recover-status")).to_have_text(
+            f"Done: {RECOVERED} of {RECOVERED} failed deliveries queued to be sent again."
+        )
+        deadline = time.monotonic() + 15
+        while len([hit for hit in receiver.hits if hit.path == "/flaky"]) < 5 * RECOVERED:
+            assert time.monotonic() < deadline, "recovered deliveries were not sent"
+            time.sleep(0.05)
+        hits = [hit for hit in receiver.hits if hit.path == "/flaky"]
+        assert {hit.headers["webhook-id"] for hit in hits[-RECOVERED:]} == first_ids
+        shot(page, artifacts, "42-recover-done")
+        dialog.get_by_role("button", name="Close").click()
+        expect(dialog).to_be_hidden()
+        expect(row.get_by_role("button", name=re.compile(r"^Recover "))).to_be_focused()
+
+        # The log follows: every delivery succeeded, its last attempt triggered by the recovery.
+        page.get_by_role("button", name="Refresh").click()
+        expect(page.get_by_test_id("stats-failed")).to_have_text("0")
+        expect(page.get_by_test_id("log-row").locator(".badge")).to_have_text(
+            ["Succeeded"] * RECOVERED
+        )
+        page.get_by_test_id("log-row").first.click()
+        attempts = page.get_by_test_id("attempt-row")
+        expect(attempts).to_have_count(5)
+        expect(attempts.nth(4).get_by_test_id("attempt-trigger")).to_have_text("Recovery")
+
+        # 5) Switched off by hand: a banner says so and when, in the list and in the editor
+        #    (the primary endpoint, the guide's config), and the dialog shows the API's 409.
+        row.get_by_role("button", name=re.compile(r"^Disable ")).click()
+        config = call(server, token, "GET", "/api/webhooks/config")["config"]
+        assert config["disabledReason"] == "user" and config["disabledAt"]
+        list_banner = page.locator(f'tr[data-for="{endpoint_id}"]').get_by_test_id(
+            "disabled-banner"
+        )
+        expect(list_banner).to_contain_text("Disabled by hand on ")
+        expect(list_banner).to_contain_text("someone switched it off.")
+        expect(list_banner.locator("time").first).to_have_attribute(
+            "datetime", config["disabledAt"]
+        )
+        expect(page.get_by_test_id("editor-disabled-banner")).to_contain_text("Disabled by hand")
+        row.get_by_role("button", name=re.compile(r"^Recover ")).click()
+        dialog.get_by_role("button", name="Start recovery").click()
+        expect(dialog.get_by_test_id("recover-error")).to_have_text(
+            "Not started: The endpoint is disabled; enable it first"
+        )
+        shot(page, artifacts, "43-recover-disabled-endpoint")
+        page.keyboard.press("Escape")
+        expect(dialog).to_be_hidden()
+        shot(page, artifacts, "44-disabled-banner-user")
+
+        list_banner.get_by_role("button", name=re.compile(r"^Re-enable ")).click()
+        expect(page.get_by_test_id("disabled-banner")).to_have_count(0)
+        expect(page.get_by_test_id("editor-disabled-banner")).to_have_count(0)
+        expect(row.get_by_test_id("endpoint-state")).to_have_text("Enabled")
+        expect(page.get_by_test_id("endpoints-status")).to_have_text(
+            f"Re-enabled Flaky ({url}): events are sent to it again."
+        )
+        config = call(server, token, "GET", "/api/webhooks/config")["config"]
+        assert config["enabled"] and config["disabledAt"] is None
+        assert config["disabledReason"] is None
+    finally:
+        receiver.replies.pop("/flaky", None)
+
+
+def wait_for_failed(server: LiveServer, token: str, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        stats = call(server, token, "GET", "/api/webhooks/stats")
+        if (stats["failed"], stats["pending"]) == (count, 0):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"deliveries did not fail: {stats}")
+        time.sleep(0.05)

@@ -1059,13 +1059,14 @@
     const done = Number(task.done) || 0;
     if (task.status === 'succeeded') {
       return total
-        ? `Done: ${done} of ${plural(total, 'failed delivery', 'failed deliveries')} requeued; they are being sent again.`
+        ? `Done: ${done} of ${plural(total, 'failed delivery', 'failed deliveries')} queued to be sent again.`
         : 'Done: no failed deliveries in this window.';
     }
     if (task.status === 'failed') {
       return `Recovery failed after ${done} of ${total} deliveries: ${task.error || 'no reason given'}.`;
     }
-    return total ? `Recovering: ${done} of ${total} deliveries requeued…` : 'Finding the failed deliveries…';
+    if (task.status === 'queued') return 'Waiting for a worker to start the recovery…';
+    return `Recovering: ${done} of ${plural(total, 'delivery', 'deliveries')} done…`;
   }
 
   /** Show a task's progress in the dialog (done/total on a progress bar). */
