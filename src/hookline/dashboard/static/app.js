@@ -975,6 +975,7 @@
       $('recover-until').value = '';
       show($('recover-progress-box'), false);
       setStatus($('recover-status'), '');
+      setText($('recover-announce'), '');
       $('recover-start').disabled = false;
     }
     R.endpointId = id;
@@ -1027,6 +1028,7 @@
     const btn = $('recover-start');
     if (!ep || btn.disabled) return;
     clearRecoverErrors();
+    setText($('recover-announce'), '');
     const body = recoverWindow();
     if (!body) return;
     btn.disabled = true;
@@ -1084,6 +1086,7 @@
     show($('recover-progress-box'), true);
     setStatus($('recover-status'), taskText(task),
       task.status === 'succeeded' ? 'ok' : task.status === 'failed' ? 'bad' : null);
+    setText($('recover-announce'), final ? taskText(task) : 'Recovery started.');
     $('recover-start').disabled = !final;
   }
 
@@ -1622,10 +1625,6 @@
       const ok = logStatus(log) === 'succeeded';
       text = ok ? 'Sent again: it succeeded.' : 'Sent again: it failed again.';
       kind = ok ? 'ok' : 'bad';
-      if (!R.announced) {
-        R.announced = true;
-        setStatus($('logs-status'), `The ${log.event} delivery was sent again and ${ok ? 'succeeded' : 'failed again'}.`);
-      }
     } else {
       text = 'Queued to be sent again…';
     }
@@ -1942,12 +1941,12 @@
     try {
       const d = await api('POST', `${API}/logs/${encodeURIComponent(id)}/resend`);
       const attempts = d.log && typeof d.log.attempts === 'number' ? d.log.attempts : 0;
-      state.resend = { id, attempts, error: null, announced: false };
+      state.resend = { id, attempts, error: null };
       setStatus($('logs-status'), 'Queued to be sent again.');
       followResend(id);
     } catch (err) {
       if (err instanceof ApiError && err.silent) return;
-      state.resend = { id, attempts: 0, error: err.message, announced: true };
+      state.resend = { id, attempts: 0, error: err.message };
       setStatus($('logs-status'), `Not resent: ${err.message}`);
       btn.disabled = false;
       btn.removeAttribute('aria-busy');
@@ -1957,16 +1956,29 @@
     if (state.detail.id === id) openDetail(id, true);
   }
 
-  /** Refresh the log (and the open detail) quickly until the resent delivery is finished. */
+  /** Refresh the log (and the open detail) quickly until the resent attempt is recorded. */
   async function followResend(id) {
     const session = state.session;
     const until = Date.now() + FOLLOW_MAX_MS;
     while (Date.now() < until) {
       await sleep(FOLLOW_MS);
       const R = state.resend;
-      if (session !== state.session || !R || R.id !== id || R.announced) break;
+      if (session !== state.session || !R || R.id !== id || R.error) return;
+      let log;
+      try {
+        log = (await api('GET', `${API}/logs/${encodeURIComponent(id)}`)).log;
+      } catch (err) {
+        if (!(err instanceof ApiError && err.silent)) loadLogs();
+        return;
+      }
+      const done = !!log && FINISHED.has(logStatus(log)) && Number(log.attemptCount) > R.attempts;
       await loadLogs();
       if (state.detail.id === id) await openDetail(id, true);
+      if (done) {
+        const ok = logStatus(log) === 'succeeded';
+        setStatus($('logs-status'), `The ${log.event} delivery was sent again and ${ok ? 'succeeded' : 'failed again'}.`);
+        break;
+      }
     }
     if (session === state.session) refreshData({ stats: true, chart: true });
   }
