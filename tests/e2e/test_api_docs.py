@@ -36,6 +36,9 @@ OPERATIONS = [
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/regenerate-secret", "regenerateEndpointSecret"),
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/test", "sendEndpointTest"),
     ("POST", "/api/events", "publishEvent"),
+    ("POST", "/api/webhooks/endpoints/{endpoint_id}/recover", "recoverEndpoint"),
+    ("GET", "/api/webhooks/tasks", "listTasks"),
+    ("GET", "/api/webhooks/tasks/{task_id}", "getTask"),
 ]
 
 

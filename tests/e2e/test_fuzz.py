@@ -14,6 +14,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -35,7 +36,7 @@ from hookline.delivery.sender import Outcome, OutcomeKind, Sender
 from hookline.store import Store
 from tests.support import make_settings, running_api
 
-EXAMPLES_PER_MODE = 15  # x 2 modes x 18 operations: about 540 cases
+EXAMPLES_PER_MODE = 15  # x 2 modes x 21 operations: about 630 cases
 CHECKS = [not_a_server_error, response_schema_conformance]
 EVENT = "resume.parsed"
 DATA = {"resumeId": "r1", "fileName": "cv.pdf", "parsedAt": "2024-11-14T10:05:00Z", "success": True}
@@ -63,13 +64,18 @@ async def _unresolvable(host: str) -> list[str]:
 
 
 async def _seed(settings: Settings) -> tuple[str, str]:
-    """An admin with a webhook and one pending delivery, so reads return real rows."""
+    """An admin with a webhook, one pending delivery and a recovery task, so reads return real
+    rows."""
     store = Store(settings)
     try:
         admin, _, token = await store.create_user("fuzzer", True)
-        await store.save_config(admin.id, "http://127.0.0.1:9/hook", None, None, settings.events)
+        endpoint, _ = await store.save_config(
+            admin.id, "http://127.0.0.1:9/hook", None, None, settings.events
+        )
         await store.regenerate_secret(admin.id, 3600)
         await store.publish(admin.id, EVENT, DATA)
+        now = datetime.now(UTC)
+        await store.start_recovery(admin.id, endpoint.id, now - timedelta(hours=1), now)
         return admin.id, token
     finally:
         await store.close()
@@ -98,13 +104,14 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
         with asgi.get_client(app) as client:
             logs = client.get("/api/webhooks/logs", headers=auth).json()["logs"]
             endpoints = client.get("/api/webhooks/endpoints", headers=auth).json()["endpoints"]
+            tasks = client.get("/api/webhooks/tasks", headers=auth).json()["tasks"]
         log_id = logs[0]["id"]
-        real_ids = {"log_id": log_id, "endpoint_id": endpoints[0]["id"]}
+        real_ids = {"log_id": log_id, "endpoint_id": endpoints[0]["id"], "task_id": tasks[0]["id"]}
         operations = [result.ok() for result in schema.get_all_operations()]
         # Deleting the webhook (or endpoint) last keeps the operations that need one meaningful.
         operations.sort(key=lambda op: op.method.upper() == "DELETE")
         labels = sorted(op.label for op in operations)
-        assert len(labels) == 18, labels
+        assert len(labels) == 21, labels
 
         cases = 0
         failures: list[str] = []

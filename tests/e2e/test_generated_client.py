@@ -128,6 +128,9 @@ def test_the_generated_modules_are_named_after_the_operation_ids(generated: Path
             "delete_endpoint",
             "regenerate_endpoint_secret",
             "send_endpoint_test",
+            "recover_endpoint",
+            "get_task",
+            "list_tasks",
         ]
     )
 
@@ -546,6 +549,84 @@ def test_a_round_trip_through_every_endpoint_operation(
     assert {log.endpoint_id for log in kept.logs} == {None}
     after = get_log.sync(client=user, log_id=test_log.id)
     assert isinstance(after, LogDetailResponse) and after.log.endpoint_id is None
+
+
+def test_a_round_trip_through_the_recovery_operations(
+    generated: Path,
+    live_server: LiveServer,
+    http_receiver: ThreadReceiver,
+    closing: contextlib.ExitStack,
+) -> None:
+    from hookline_client import AuthenticatedClient
+    from hookline_client.api.endpoints import create_endpoint
+    from hookline_client.api.events import publish_event
+    from hookline_client.api.tasks import get_task, list_tasks, recover_endpoint
+    from hookline_client.models import (
+        CreatedEndpointResponse,
+        EndpointIn,
+        ErrorBody,
+        EventName,
+        PublishResponse,
+        PublishResumeParseFailed,
+        RecoverIn,
+        ResumeParseFailedData,
+        TasksResponse,
+        TaskView,
+        TaskViewStatus,
+    )
+
+    receiver = http_receiver
+    user_id, _, token = live_server.user("gen-recover")
+    _, _, admin_token = live_server.user("gen-recover-publisher", admin=True)
+    url = live_server.url
+    user = closing.enter_context(
+        AuthenticatedClient(base_url=url, token=token, raise_on_unexpected_status=True)
+    )
+    admin = closing.enter_context(
+        AuthenticatedClient(base_url=url, token=admin_token, raise_on_unexpected_status=True)
+    )
+    since = datetime.now(UTC)
+    created = create_endpoint.sync(
+        client=user,
+        body=EndpointIn(
+            url=f"{receiver.base}/recover", enabled_events=[EventName.RESUME_PARSE_FAILED]
+        ),
+    )
+    assert isinstance(created, CreatedEndpointResponse)
+    endpoint_id = created.endpoint.id
+    receiver.fail_events.add("resume.parse_failed")
+    published = publish_event.sync(
+        client=admin,
+        body=PublishResumeParseFailed(
+            user_id=user_id,
+            event="resume.parse_failed",
+            data=ResumeParseFailedData(file_name="a.pdf", error="bad", failed_at="t"),
+        ),
+    )
+    assert isinstance(published, PublishResponse)
+    [delivery_id] = published.delivery_ids
+
+    def arrivals() -> int:
+        return sum(1 for hit in receiver.hits if hit.headers.get("webhook-id") == delivery_id)
+
+    _eventually(arrivals, lambda n: n == 4)  # every attempt failed
+    time.sleep(0.2)
+    receiver.fail_events.discard("resume.parse_failed")
+
+    # recoverEndpoint: a task, queued; getTask follows it to the end; listTasks lists it.
+    task = recover_endpoint.sync(client=user, endpoint_id=endpoint_id, body=RecoverIn(since=since))
+    assert isinstance(task, TaskView) and task.total == 1 and task.endpoint_id == endpoint_id
+    done = _eventually(
+        lambda: get_task.sync(client=user, task_id=task.id),
+        lambda t: t.status == TaskViewStatus.SUCCEEDED,
+    )
+    assert isinstance(done, TaskView) and done.done == 1
+    assert isinstance(done.finished_at, datetime) and isinstance(done.since, datetime)
+    _eventually(arrivals, lambda n: n == 5)
+    listed = list_tasks.sync(client=user, endpoint_id=endpoint_id)
+    assert isinstance(listed, TasksResponse) and [t.id for t in listed.tasks] == [task.id]
+    missing = get_task.sync(client=user, task_id="c0000000000000000000000000")
+    assert isinstance(missing, ErrorBody) and missing.success is False
 
 
 def test_a_custom_catalog_gets_its_own_enum_and_publishes_any_data(

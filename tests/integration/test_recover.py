@@ -297,7 +297,7 @@ async def test_what_recover_refuses(database_url: str, receiver: Receiver) -> No
         assert (await api.client.get(task_path, headers=auth)).json() == task
         assert (await api.client.get(task_path, headers=stranger)).status_code == 404
         listed = (await api.client.get("/api/webhooks/tasks", headers=stranger)).json()
-        assert listed == {"tasks": []}
+        assert listed == {"success": True, "tasks": []}
         unknown = "/api/webhooks/tasks/c0000000000000000000000000"
         assert (await api.client.get(unknown, headers=auth)).status_code == 404
         assert (await api.client.get("/api/webhooks/tasks/x!", headers=auth)).status_code == 404

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
-from hookline.api.schemas import Timestamp, _In, _Out
+from hookline.api.schemas import Succeeded, Timestamp, _In, _Out
 
 
 class RecoverIn(_In):
@@ -37,4 +37,5 @@ class TaskView(_Out):
 
 
 class TasksResponse(_Out):
+    success: Succeeded = True
     tasks: list[TaskView]

@@ -53,7 +53,9 @@ class Recovery:
                     except Exception:
                         log.exception("taking a task failed; trying again later")
                         task = None
-                    if task is not None:
+                    # (One we are walking already, whose lease ran out during a stall, goes on
+                    # in that walk.)
+                    if task is not None and task.id not in self._walking:
                         walk = asyncio.create_task(self._walk(task), name=f"recovery-{task.id}")
                         self._walking[task.id] = walk
                         walk.add_done_callback(self._forget)

@@ -327,7 +327,9 @@ def recover_step_sync(
     ).all()
     if not rows:
         return Step(_finish(conn, task, now, None), 0)
-    # One that is no longer failed (resent meanwhile) is passed by, and counts as done.
+    # A delivery resent meanwhile is no longer failed: the walk never meets it, and done
+    # makes up for it when the walk ends. One resent between the read and its requeue (which
+    # checks again, under a row lock) is passed by, and counts as done now.
     requeued = sum(
         requeue_sync(conn, task.user_id, row.id, now, Trigger.RECOVERY) is Requeued.REQUEUED
         for row in rows
