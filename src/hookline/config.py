@@ -94,6 +94,19 @@ class Settings(BaseSettings):
     # Endpoints: how many one user may have.
     max_endpoints_per_user: int = Field(default=20, ge=1)
 
+    # Auto-disable (reason "failing"): an endpoint whose every delivery has failed for this
+    # long, or that failed this many deliveries in a row, is switched off; 0 turns a rule off.
+    # One success resets both. A 410 Gone answer switches it off at once (reason "gone").
+    auto_disable_after_s: float = Field(default=5 * 24 * 3600.0, ge=0)
+    auto_disable_after_failures: int = Field(default=0, ge=0)
+    # An endpoint.failing notice goes out when a streak reaches this many failed deliveries
+    # (at most once a day per endpoint); 0: never.
+    failing_notice_after: int = Field(default=5, ge=0)
+    # The operational webhook set by settings (the admin API can add others): its URL and
+    # its whsec_ secret, both or neither.
+    operational_webhook_url: str | None = None
+    operational_webhook_secret: str | None = None
+
     # Security.
     secret_grace_s: float = Field(default=24 * 3600.0, ge=0)
     max_old_secrets: int = Field(default=3, ge=1)
