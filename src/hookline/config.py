@@ -53,6 +53,20 @@ def _split_list(value: object) -> object:
     return value
 
 
+def _is_webhook_secret(value: str) -> bool:
+    """A Standard Webhooks secret: ``whsec_`` and base64 of 24 to 64 bytes."""
+    import base64
+    import binascii
+
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
+
+
 #: The guide's retry schedule: attempts 2, 3 and 4 follow after 1, 5 and 15 seconds.
 DEFAULT_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 5.0, 15.0)
 
@@ -149,6 +163,21 @@ class Settings(BaseSettings):
     def _lease_outlives_attempt(self) -> Settings:
         if self.lease_s <= self.timeout_s:
             raise ValueError("HOOKLINE_LEASE_S must be longer than HOOKLINE_TIMEOUT_S")
+        return self
+
+    @model_validator(mode="after")
+    def _operational_webhook_pair(self) -> Settings:
+        url, secret = self.operational_webhook_url, self.operational_webhook_secret
+        if (url is None) != (secret is None):
+            raise ValueError(
+                "set HOOKLINE_OPERATIONAL_WEBHOOK_URL and HOOKLINE_OPERATIONAL_WEBHOOK_SECRET "
+                "together, or neither"
+            )
+        if secret is not None and not _is_webhook_secret(secret):
+            raise ValueError(
+                "HOOKLINE_OPERATIONAL_WEBHOOK_SECRET must be whsec_ followed by base64 of "
+                "24 to 64 bytes"
+            )
         return self
 
     @property

@@ -18,7 +18,7 @@ from hookline.api.limits import BodySizeLimit
 from hookline.api.metrics import RequestMetrics
 from hookline.api.metrics import router as metrics_router
 from hookline.api.ratelimit import RateLimiter
-from hookline.api.routes import dashboard, endpoints, events, webhooks
+from hookline.api.routes import dashboard, endpoints, events, operational, webhooks
 from hookline.config import Settings
 from hookline.crypto import load_box
 from hookline.delivery.worker import Worker
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.include_router(webhooks.router)
     app.include_router(endpoints.router)
+    app.include_router(operational.router)
     app.include_router(events.router)
     app.include_router(dashboard.router)
     app.include_router(metrics_router)

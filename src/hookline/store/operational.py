@@ -36,10 +36,11 @@ from hookline.store.queue import (
     next_streak,
 )
 from hookline.store.schema import PRIMARY_SLOT, endpoints, users
+from hookline.store.users import RESERVED_USER_ID
 from hookline.timeutil import from_micros, iso, iso_millis
 
 #: The reserved user whose endpoints are the operational webhooks.
-OPERATOR_USER_ID = "operator"
+OPERATOR_USER_ID = RESERVED_USER_ID
 OPERATOR_NAME = "hookline operational webhooks"
 
 DISABLED = "endpoint.disabled"  #: hookline switched an endpoint off (410 Gone, or failing)
