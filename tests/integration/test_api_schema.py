@@ -38,6 +38,13 @@ OPERATION_IDS = {
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/regenerate-secret"): "regenerateEndpointSecret",
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/test"): "sendEndpointTest",
     ("POST", "/api/events"): "publishEvent",
+    ("GET", "/api/admin/operational-webhooks"): "listOperationalWebhooks",
+    ("POST", "/api/admin/operational-webhooks"): "createOperationalWebhook",
+    ("GET", "/api/admin/operational-logs"): "listOperationalLogs",
+    ("GET", "/api/admin/operational-logs/{log_id}"): "getOperationalLog",
+    ("GET", "/api/admin/operational-webhooks/{hook_id}"): "getOperationalWebhook",
+    ("PATCH", "/api/admin/operational-webhooks/{hook_id}"): "updateOperationalWebhook",
+    ("DELETE", "/api/admin/operational-webhooks/{hook_id}"): "deleteOperationalWebhook",
 }
 
 TIMESTAMPS = [
@@ -56,6 +63,9 @@ TIMESTAMPS = [
     ("EndpointView", "updatedAt"),
     ("EndpointView", "disabledAt"),
     ("ConfigView", "disabledAt"),
+    ("OperationalWebhookView", "createdAt"),
+    ("OperationalWebhookView", "updatedAt"),
+    ("OperationalWebhookView", "disabledAt"),
 ]
 
 REF = "#/components/schemas/"
@@ -111,7 +121,7 @@ def test_every_field_an_answer_always_carries_is_required(tmp_path: Path) -> Non
                 if status.startswith("2"):
                     answers |= refs_from(response, schemas)
     answers -= {"EventName", "Window", "DisabledReason"}
-    assert len(answers) == 24, sorted(answers)  # ResendResponse among them
+    assert len(answers) == 28, sorted(answers)  # ResendResponse among them
     optional = {
         f"{name}.{field}"
         for name in answers
@@ -291,6 +301,10 @@ ALLOW = {
     "/api/webhooks/endpoints/c1/regenerate-secret": "POST",
     "/api/webhooks/endpoints/c1/test": "POST",
     "/api/events": "POST",
+    "/api/admin/operational-webhooks": "GET, POST",
+    "/api/admin/operational-webhooks/c1": "GET, PATCH, DELETE",
+    "/api/admin/operational-logs": "GET",
+    "/api/admin/operational-logs/c1": "GET",
     "/openapi.json": "GET, HEAD",
     "/docs": "GET",
     "/redoc": "GET",

@@ -1,5 +1,6 @@
 """/api/admin/operational-webhooks: the operator's webhooks that receive signed notices about
-endpoints (endpoint.disabled, endpoint.failing, endpoint.recovered), and their delivery logs.
+endpoints (endpoint.disabled, endpoint.failing, endpoint.recovered); /api/admin/operational-logs:
+their delivery log.
 Admin tokens only. The one set by HOOKLINE_OPERATIONAL_WEBHOOK_URL is listed too
 (``fromSettings``) and changes only with the settings."""
 
@@ -33,7 +34,9 @@ from hookline.store.schema import DisabledReason
 from hookline.targets import TargetError, check_target, check_url
 from hookline.timeutil import iso, iso_millis
 
-router = APIRouter(prefix="/api/admin/operational-webhooks", tags=["operational webhooks"])
+router = APIRouter(prefix="/api/admin", tags=["operational webhooks"])
+HOOKS = "/operational-webhooks"
+LOGS = "/operational-logs"
 
 OperationalEvent = Literal["endpoint.disabled", "endpoint.failing", "endpoint.recovered"]
 
@@ -157,7 +160,7 @@ def _folded(events: list[OperationalEvent] | None) -> list[str] | None:
 
 
 @router.get(
-    "",
+    HOOKS,
     operation_id="listOperationalWebhooks",
     response_model=OperationalWebhooksResponse,
     responses=ADMIN_ERRORS,
@@ -171,7 +174,7 @@ async def list_operational_webhooks(
 
 
 @router.post(
-    "",
+    HOOKS,
     operation_id="createOperationalWebhook",
     status_code=status.HTTP_201_CREATED,
     response_model=CreatedOperationalWebhookResponse,
@@ -197,7 +200,7 @@ async def create_operational_webhook(
 
 
 @router.get(
-    "/logs",
+    LOGS,
     operation_id="listOperationalLogs",
     response_model=LogsResponse,
     responses={**ADMIN_ERRORS, **INVALID, **NOT_FOUND},
@@ -230,7 +233,7 @@ async def list_operational_logs(
 
 
 @router.get(
-    "/logs/{log_id}",
+    LOGS + "/{log_id}",
     operation_id="getOperationalLog",
     response_model=LogDetailResponse,
     responses={
@@ -247,7 +250,7 @@ async def get_operational_log(
 
 
 @router.get(
-    "/{hook_id}",
+    HOOKS + "/{hook_id}",
     operation_id="getOperationalWebhook",
     response_model=OperationalWebhookResponse,
     responses={**ADMIN_ERRORS, **NOT_FOUND, **INVALID},
@@ -258,7 +261,7 @@ async def get_operational_webhook(hook_id: HookId, store: StoreDep) -> Operation
 
 
 @router.patch(
-    "/{hook_id}",
+    HOOKS + "/{hook_id}",
     operation_id="updateOperationalWebhook",
     response_model=OperationalWebhookResponse,
     responses={**ADMIN_ERRORS, **BAD_BODY, **INVALID, **NOT_FOUND, **FROM_SETTINGS},
@@ -290,7 +293,7 @@ async def update_operational_webhook(
 
 
 @router.delete(
-    "/{hook_id}",
+    HOOKS + "/{hook_id}",
     operation_id="deleteOperationalWebhook",
     response_model=MessageResponse,
     responses={**ADMIN_ERRORS, **NOT_FOUND, **INVALID, **FROM_SETTINGS},
