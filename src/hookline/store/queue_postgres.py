@@ -4,6 +4,7 @@ sends NOTIFY on every insert into deliveries (migration 0003), which ``listen`` 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -51,6 +52,8 @@ from hookline.store.schema import (
     messages,
 )
 from hookline.timeutil import to_micros
+
+log = logging.getLogger("hookline.store")
 
 #: The advisory lock key of the one maintainer at a time: "hook" in ASCII.
 MAINTENANCE_LOCK_KEY = 0x686F6F6B
@@ -339,13 +342,24 @@ class PostgresQueue:
         }
         async with self.db.write_once() as conn:
             row = (await conn.execute(_RECORD, params)).one()
+        moved = list(row.moved or [])
         notices = notices_from_json(row.notices, now)
         if notices:
-            # Rare (an endpoint changed state), so the hot path stays one statement. A crash
-            # between the two transactions loses these notices, never the state change.
-            async with self.db.write() as conn:
-                await conn.run_sync(enqueue_notices_sync, notices, now, self.rules.notice_attempts)
-        return list(row.moved or [])
+            # Rare (an endpoint changed state), so the hot path stays one statement. The
+            # outcomes are recorded already: a failure here must not make the worker record
+            # them again, so it is logged, and these notices are lost (never the change).
+            try:
+                async with self.db.write() as conn:
+                    await conn.run_sync(
+                        enqueue_notices_sync, notices, now, self.rules.notice_attempts
+                    )
+            except Exception:
+                log.exception(
+                    "enqueueing %d operational notices failed; they are lost: %s",
+                    len(notices),
+                    ", ".join(f"{n.event} {n.endpoint_id}" for n in notices),
+                )
+        return moved
 
     async def release(self, worker: str, log_ids: Sequence[str], now: datetime) -> int:
         if not log_ids:
