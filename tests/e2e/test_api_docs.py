@@ -36,6 +36,13 @@ OPERATIONS = [
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/regenerate-secret", "regenerateEndpointSecret"),
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/test", "sendEndpointTest"),
     ("POST", "/api/events", "publishEvent"),
+    ("GET", "/api/admin/operational-webhooks", "listOperationalWebhooks"),
+    ("POST", "/api/admin/operational-webhooks", "createOperationalWebhook"),
+    ("GET", "/api/admin/operational-logs", "listOperationalLogs"),
+    ("GET", "/api/admin/operational-logs/{log_id}", "getOperationalLog"),
+    ("GET", "/api/admin/operational-webhooks/{hook_id}", "getOperationalWebhook"),
+    ("PATCH", "/api/admin/operational-webhooks/{hook_id}", "updateOperationalWebhook"),
+    ("DELETE", "/api/admin/operational-webhooks/{hook_id}", "deleteOperationalWebhook"),
 ]
 
 

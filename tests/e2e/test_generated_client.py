@@ -128,6 +128,13 @@ def test_the_generated_modules_are_named_after_the_operation_ids(generated: Path
             "delete_endpoint",
             "regenerate_endpoint_secret",
             "send_endpoint_test",
+            "list_operational_webhooks",
+            "create_operational_webhook",
+            "list_operational_logs",
+            "get_operational_log",
+            "get_operational_webhook",
+            "update_operational_webhook",
+            "delete_operational_webhook",
         ]
     )
 

@@ -447,6 +447,8 @@ class Store:
 
     async def list_operational_webhooks(self) -> list[EndpointRow]:
         """Every operational webhook, the settings' one first."""
+        if not self._operational_synced:
+            await self.sync_operational_settings()
         async with self.db.read() as conn:
             return await conn.run_sync(operational.operational_endpoints_sync)
 
