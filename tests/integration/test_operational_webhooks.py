@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from hookline import ids
 from hookline.receiver import Verifier, WebhookEvent
 from hookline.store import NotFound
@@ -262,3 +265,21 @@ async def test_a_user_who_never_uses_these_features_sees_nothing_new(
             return (await api.store.stats(user.id))[1] == 0
 
         await wait_until(nothing_queued)
+
+
+def test_the_settings_take_a_url_and_a_secret_together() -> None:
+    url = "https://ops.example.com/hook"
+    with pytest.raises(ValidationError, match="together, or neither"):
+        make_settings("sqlite+aiosqlite:///unused.db", operational_webhook_url=url)
+    with pytest.raises(ValidationError, match="whsec_"):
+        make_settings(
+            "sqlite+aiosqlite:///unused.db",
+            operational_webhook_url=url,
+            operational_webhook_secret="hunter2",
+        )
+    ok = make_settings(
+        "sqlite+aiosqlite:///unused.db",
+        operational_webhook_url=url,
+        operational_webhook_secret=ids.new_secret(),
+    )
+    assert ok.operational_webhook_url == url
