@@ -132,8 +132,9 @@ _TAKE_STARTS = text(
 )
 
 # What a batch's finished deliveries do to their endpoints, in SQL (``queue.next_streak``
-# says the same in Python). Each SET expression sees the row as it was; ``was`` is the row
-# as this statement first saw it, for telling what changed.
+# says the same in Python). Each SET expression sees the row as it was. ``was`` locks the
+# endpoints in id order first (concurrent workers then never wait on each other in a
+# cycle) and keeps the locked values, for telling what changed.
 _STREAK = "(CASE WHEN c.reset THEN c.failed ELSE e.failure_streak + c.failed END)"
 _SINCE = (
     "(CASE WHEN c.failed = 0 THEN (CASE WHEN c.reset THEN NULL ELSE e.failing_since END)"
@@ -219,6 +220,11 @@ _RECORD = text(
                bool_or(gone AND status = '{Status.FAILED.value}') AS gone
         FROM ended GROUP BY endpoint_id
     ),
+    was AS (
+        SELECT e.id, e.enabled, e.failing_since, e.failing_notified_at
+        FROM endpoints AS e WHERE e.id IN (SELECT id FROM change)
+        ORDER BY e.id FOR UPDATE
+    ),
     streaked AS (
         UPDATE endpoints AS e SET
             failure_streak = {_STREAK},
@@ -232,8 +238,8 @@ _RECORD = text(
                      AND (e.failing_notified_at IS NULL
                           OR e.failing_notified_at <= p.now - p.notice_every)
                 THEN p.now ELSE e.failing_notified_at END
-        FROM change AS c JOIN endpoints AS was ON was.id = c.id CROSS JOIN rules AS p
-        WHERE e.id = c.id
+        FROM was JOIN change AS c ON c.id = was.id CROSS JOIN rules AS p
+        WHERE e.id = was.id
         RETURNING e.id, e.user_id, e.url, e.disabled_at, e.disabled_reason, e.failure_streak,
                   e.failing_since,
                   (c.reset AND was.enabled AND was.failing_since IS NOT NULL
