@@ -41,6 +41,13 @@ OPERATION_IDS = {
     ("POST", "/api/webhooks/endpoints/{endpoint_id}/recover"): "recoverEndpoint",
     ("GET", "/api/webhooks/tasks"): "listTasks",
     ("GET", "/api/webhooks/tasks/{task_id}"): "getTask",
+    ("GET", "/api/admin/operational-webhooks"): "listOperationalWebhooks",
+    ("POST", "/api/admin/operational-webhooks"): "createOperationalWebhook",
+    ("GET", "/api/admin/operational-logs"): "listOperationalLogs",
+    ("GET", "/api/admin/operational-logs/{log_id}"): "getOperationalLog",
+    ("GET", "/api/admin/operational-webhooks/{hook_id}"): "getOperationalWebhook",
+    ("PATCH", "/api/admin/operational-webhooks/{hook_id}"): "updateOperationalWebhook",
+    ("DELETE", "/api/admin/operational-webhooks/{hook_id}"): "deleteOperationalWebhook",
 }
 
 TIMESTAMPS = [
@@ -66,6 +73,9 @@ TIMESTAMPS = [
     ("TaskView", "finishedAt"),
     ("EndpointView", "disabledAt"),
     ("ConfigView", "disabledAt"),
+    ("OperationalWebhookView", "createdAt"),
+    ("OperationalWebhookView", "updatedAt"),
+    ("OperationalWebhookView", "disabledAt"),
 ]
 
 REF = "#/components/schemas/"
@@ -121,7 +131,7 @@ def test_every_field_an_answer_always_carries_is_required(tmp_path: Path) -> Non
                 if status.startswith("2"):
                     answers |= refs_from(response, schemas)
     answers -= {"EventName", "Window", "DisabledReason"}
-    assert len(answers) == 26, sorted(answers)  # ResendResponse and TaskView among them
+    assert len(answers) == 30, sorted(answers)  # ResendResponse and TaskView among them
     optional = {
         f"{name}.{field}"
         for name in answers
@@ -304,6 +314,10 @@ ALLOW = {
     "/api/webhooks/tasks": "GET",
     "/api/webhooks/tasks/c1": "GET",
     "/api/events": "POST",
+    "/api/admin/operational-webhooks": "GET, POST",
+    "/api/admin/operational-webhooks/c1": "GET, PATCH, DELETE",
+    "/api/admin/operational-logs": "GET",
+    "/api/admin/operational-logs/c1": "GET",
     "/openapi.json": "GET, HEAD",
     "/docs": "GET",
     "/redoc": "GET",
