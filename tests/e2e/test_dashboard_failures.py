@@ -460,10 +460,6 @@ def wait_for_failed(server: LiveServer, token: str, count: int) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.xfail(
-    reason="pending: a 410 answer disabling its endpoint (reason gone) is not on this branch yet",
-    strict=True,
-)
 def test_an_endpoint_gone_410_shows_why_and_comes_back_with_re_enable(
     page: Page, live_server: LiveServer, http_receiver: ThreadReceiver, artifacts: Path
 ) -> None:
