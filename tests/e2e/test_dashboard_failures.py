@@ -293,21 +293,41 @@ def _walk_through(
 # --- recover and the disabled banner ---------------------------------------------------------
 
 
+def serve(template: Path, directory: Path, **overrides: Any) -> LiveServer:
+    """The service on a copy of the migrated template, with fast retries and ``overrides``."""
+    path = directory / "hookline.db"
+    shutil.copy(template, path)
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{path}",
+        retry_delays_s=[0.05, 0.05, 0.05],
+        poll_interval_s=0.05,
+        **overrides,
+    )
+    server = LiveServer(create_app(settings))
+    server.start()
+    return server
+
+
 @pytest.fixture(scope="module")
 def recovery_server(
     sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
     """The service with recoveries paced at 2 a second, so their progress can be watched."""
-    path = tmp_path_factory.mktemp("recovery") / "hookline.db"
-    shutil.copy(sqlite_template, path)
-    settings = make_settings(
-        f"sqlite+aiosqlite:///{path}",
-        retry_delays_s=[0.05, 0.05, 0.05],
-        poll_interval_s=0.05,
-        recovery_rate=2.0,
+    server = serve(sqlite_template, tmp_path_factory.mktemp("recovery"), recovery_rate=2.0)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def strict_server(
+    sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """The service with the auto-disable rule at two failed deliveries in a row."""
+    server = serve(
+        sqlite_template, tmp_path_factory.mktemp("strict"), auto_disable_after_failures=2
     )
-    server = LiveServer(create_app(settings))
-    server.start()
     try:
         yield server
     finally:
@@ -489,8 +509,8 @@ def test_an_endpoint_gone_410_shows_why_and_comes_back_with_re_enable(
             re.compile(
                 r"^Disabled automatically on .+ \(.+ ago\): its receiver answered 410 Gone, which"
                 r" says the URL is no longer in use\. No events are sent to it until it is"
-                r" re-enabled\. Fix the receiver, then re-enable it; Recover sends the deliveries"
-                r" that failed meanwhile\.$"
+                r" re-enabled\. Fix the receiver, then re-enable it \(a successful test webhook"
+                r" does too\); Recover then sends the deliveries that failed meanwhile\.$"
             )
         )
         expect(banner.locator("time").first).to_have_attribute("datetime", endpoint["disabledAt"])
@@ -510,3 +530,57 @@ def test_an_endpoint_gone_410_shows_why_and_comes_back_with_re_enable(
         assert endpoint["enabled"] and endpoint["disabledReason"] is None
     finally:
         receiver.replies.pop("/gone", None)
+
+
+def test_an_endpoint_disabled_for_failing_says_so_and_a_good_test_brings_it_back(
+    page: Page, strict_server: LiveServer, http_receiver: ThreadReceiver, artifacts: Path
+) -> None:
+    server, receiver = strict_server, http_receiver
+    user_id, _, token = server.user("hal")
+    _, _, admin_token = server.user("failing-publisher", admin=True)
+    url = f"{receiver.base}/broken"
+    receiver.replies["/broken"] = Reply(500, b"still broken")
+    try:
+        endpoint_id = add_endpoint(server, token, url, DOWN, "Broken")
+        for _ in range(2):
+            publish(server, admin_token, user_id, DOWN)
+        deadline = time.monotonic() + 20
+        while True:
+            endpoint = call(server, token, "GET", f"/api/webhooks/endpoints/{endpoint_id}")[
+                "endpoint"
+            ]
+            if endpoint["disabledReason"] == "failing":
+                break
+            assert time.monotonic() < deadline, f"the endpoint was not disabled: {endpoint}"
+            time.sleep(0.05)
+
+        page.goto(f"{server.url}/dashboard")
+        sign_in(page, token)
+        banner = page.locator(f'tr[data-for="{endpoint_id}"]').get_by_test_id("disabled-banner")
+        expect(banner).to_have_attribute("data-reason", "failing")
+        expect(banner.get_by_test_id("disabled-reason")).to_contain_text(
+            "Disabled automatically on "
+        )
+        expect(banner.get_by_test_id("disabled-reason")).to_contain_text(
+            "): deliveries to it kept failing. No events are sent to it until it is re-enabled."
+        )
+        expect(page.get_by_test_id("endpoint-row").get_by_test_id("endpoint-state")).to_have_text(
+            "Disabled"
+        )
+        shot(page, artifacts, "46-disabled-banner-failing")
+
+        # The receiver is fixed; a test webhook that gets through switches the endpoint back
+        # on, and the banners go without a reload.
+        receiver.replies["/broken"] = Reply(200, b"fixed")
+        page.get_by_role("button", name="Send test webhook").click()
+        expect(page.get_by_test_id("test-result")).to_contain_text(
+            "Test webhook sent successfully (HTTP 200)."
+        )
+        expect(page.get_by_test_id("disabled-banner")).to_have_count(0)
+        expect(page.get_by_test_id("editor-disabled-banner")).to_have_count(0)
+        expect(page.get_by_test_id("endpoint-row").get_by_test_id("endpoint-state")).to_have_text(
+            "Enabled"
+        )
+        expect(page.get_by_label("Enabled (deliver events to this URL)")).to_be_checked()
+    finally:
+        receiver.replies.pop("/broken", None)

@@ -511,7 +511,8 @@
     const when = ep.disabledAt
       ? [' on ', timeEl(ep.disabledAt), ' (', relTimeEl(ep.disabledAt, 'past'), ')']
       : [];
-    const advice = reason === 'user' ? '' : ' Fix the receiver, then re-enable it; Recover sends the deliveries that failed meanwhile.';
+    const advice = reason === 'user' ? ''
+      : ' Fix the receiver, then re-enable it (a successful test webhook does too); Recover then sends the deliveries that failed meanwhile.';
     return h('div', {
       class: 'banner warn', 'data-testid': 'disabled-banner', 'data-reason': reason, 'data-id': ep.id,
     },
@@ -898,12 +899,7 @@
     const status = $('endpoints-status');
     try {
       const d = await api('PATCH', endpointPath(id), { enabled });
-      putEndpoint(d.endpoint);
-      renderEndpoints();
-      if (state.selectedId === id) {
-        $('config-enabled').checked = !!d.endpoint.enabled;
-        renderEditorChrome();
-      }
+      applyEndpoint(d.endpoint);
       setStatus(status, enabled
         ? `Enabled ${endpointLabel(d.endpoint)}: events are sent to it again.`
         : `Disabled ${endpointLabel(d.endpoint)}: no events are sent to it until you enable it.`, 'ok');
@@ -911,6 +907,27 @@
       if (err instanceof ApiError && err.silent) return;
       setStatus(status, `Could not ${enabled ? 'enable' : 'disable'} ${endpointLabel(ep)}: ${err.message}`, 'bad');
       if (err.status === 404) loadEndpoints(false);
+    }
+  }
+
+  /** Show the server's copy of one endpoint; in the form only its on/off state changes, so
+   * what the user typed stays. */
+  function applyEndpoint(ep) {
+    putEndpoint(ep);
+    renderEndpoints();
+    if (state.selectedId === ep.id) {
+      $('config-enabled').checked = !!ep.enabled;
+      renderEditorChrome();
+    }
+  }
+
+  /** Fetch one endpoint again (a successful test switches one hookline had disabled back on). */
+  async function reloadEndpoint(id) {
+    try {
+      const d = await api('GET', endpointPath(id));
+      applyEndpoint(d.endpoint);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.silent)) loadEndpoints(false);
     }
   }
 
@@ -924,12 +941,7 @@
     try {
       const d = await api('PATCH', endpointPath(id), { enabled: true });
       clearError('reenable');
-      putEndpoint(d.endpoint);
-      renderEndpoints();
-      if (state.selectedId === id) {
-        $('config-enabled').checked = !!d.endpoint.enabled;
-        renderEditorChrome();
-      }
+      applyEndpoint(d.endpoint);
       setStatus(status, `Re-enabled ${endpointLabel(d.endpoint)}: events are sent to it again.`, 'ok');
       // the banner (and its button) is gone: keep the keyboard near where it was
       const toggle = $('endpoint-rows').querySelector(`[data-id="${CSS.escape(id)}"][data-action="toggle"]`);
@@ -1234,6 +1246,8 @@
         result.append(' Delivery ID: ',
           h('code', { 'data-testid': 'test-delivery-id' }, String(d.deliveryId)));
       }
+      // a test that gets through switches an endpoint hookline had disabled back on
+      if (d.success && !ep.enabled) reloadEndpoint(ep.id);
       refreshData({ logs: true, stats: true, chart: true, detail: false });
     } catch (err) {
       if (err instanceof ApiError && err.silent) return;
