@@ -250,6 +250,12 @@ def _walk_through(
     assert detail.get_by_test_id("payload-pretty").text_content() == pretty
     assert detail.get_by_test_id("payload").text_content() == body
     shot(page, artifacts, "32-failures-attempts")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(detail).to_be_visible()
+    page.wait_for_function("document.querySelector('[data-testid=chart]').clientWidth < 390")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing sticks out
+    shot(page, artifacts, "32b-failures-attempts-narrow")
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     # 3) Resend the failed delivery once its receiver is back: one more attempt, `manual`,
     #    with the same delivery id; the row and the open detail follow it to success.
