@@ -260,7 +260,8 @@ def _walk_through(
     # 3) Resend the failed delivery once its receiver is back: one more attempt, `manual`,
     #    with the same delivery id; the row and the open detail follow it to success.
     receiver.replies["/down"] = Reply(200, b"back again")
-    down_row.get_by_role("button", name="Resend").click()
+    down_row.get_by_role("button", name="Resend").focus()
+    page.keyboard.press("Enter")  # from the keyboard: it resends, the detail stays open
     note = down_row.get_by_test_id("resend-result")
     expect(note).to_have_text("Sent again: it succeeded.")
     expect(down_row.locator(".badge")).to_have_text("Succeeded")
@@ -273,6 +274,7 @@ def _walk_through(
     assert len(resent) == 5 and resent[4].headers["webhook-id"] == resent[0].headers["webhook-id"]
     assert resent[4].body == resent[0].body
     expect(page.get_by_test_id("stats-failed")).to_have_text("0")
+    assert down_row.evaluate("row => row.contains(document.activeElement)")  # focus kept
     shot(page, artifacts, "33-failures-resent")
 
     # A resend the API refuses (409: the endpoint was disabled meanwhile) shows its message.

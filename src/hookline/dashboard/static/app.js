@@ -1949,8 +1949,7 @@
   /** Send a finished delivery again, then follow it until that attempt is recorded. */
   async function resend(id, btn) {
     if (btn.getAttribute('aria-busy') === 'true') return;
-    btn.setAttribute('aria-busy', 'true');
-    btn.disabled = true;
+    btn.setAttribute('aria-busy', 'true'); // not disabled: the keyboard focus stays on it
     setStatus($('logs-status'), '');
     try {
       const d = await api('POST', `${API}/logs/${encodeURIComponent(id)}/resend`);
@@ -1962,7 +1961,6 @@
       if (err instanceof ApiError && err.silent) return;
       state.resend = { id, attempts: 0, error: err.message };
       setStatus($('logs-status'), `Not resent: ${err.message}`);
-      btn.disabled = false;
       btn.removeAttribute('aria-busy');
     }
     state.logs.key = '';
