@@ -30,7 +30,7 @@
     chart: { window: '7d', data: null, key: '' },
     detail: { id: null, status: null, key: '', returnId: null, row: null },
     resend: null, // {id, attempts, error}: the last resend and how it went
-    recover: { endpointId: null, taskId: null, returnFocus: null },
+    recover: { endpointId: null, taskId: null, returnFocus: null, previous: false, watching: new Set() },
     gen: { logs: 0, stats: 0, chart: 0, detail: 0, endpoints: 0 },
     errors: new Map(),
     errorsText: '',
@@ -347,7 +347,7 @@
     state.detail = { id: null, status: null, key: '', returnId: null, row: null };
     state.resend = null;
     closeRecover(false);
-    state.recover = { endpointId: null, taskId: null, returnFocus: null };
+    state.recover = { endpointId: null, taskId: null, returnFocus: null, previous: false, watching: new Set() };
     clearAllErrors();
 
     $('config-url').value = '';
@@ -982,6 +982,7 @@
       // a new form; a recovery still running for another endpoint carries on, and its
       // outcome shows under the endpoint list
       R.taskId = null;
+      R.previous = false;
       clearRecoverErrors();
       $('recover-since').value = localInputValue(new Date(Date.now() - 24 * 3600 * 1000));
       $('recover-until').value = '';
@@ -996,6 +997,25 @@
       ep.description ? ` (${ep.description})` : '');
     if (!dialog.open) dialog.showModal();
     focusEl($('recover-start').disabled ? $('recover-close') : $('recover-since'));
+    if (!R.taskId) showLatestTask(ep);
+  }
+
+  /** The endpoint's latest recovery (one started before a reload, say), followed if it runs. */
+  async function showLatestTask(ep) {
+    const R = state.recover;
+    let task;
+    try {
+      const d = await api('GET', `${API}/tasks?endpointId=${encodeURIComponent(ep.id)}&limit=1`);
+      task = Array.isArray(d.tasks) ? d.tasks[0] : null;
+    } catch (_) {
+      return; // the form works without it
+    }
+    // nothing to show, another endpoint's form by now, or a recovery being started here
+    if (!task || R.endpointId !== ep.id || R.taskId || $('recover-start').disabled) return;
+    R.taskId = task.id;
+    R.previous = true;
+    renderTask(task);
+    if (!TASK_FINAL.has(task.status)) watchTask(task.id, ep);
   }
 
   function closeRecover(returnFocus) {
@@ -1044,6 +1064,7 @@
     const body = recoverWindow();
     if (!body) return;
     btn.disabled = true;
+    R.previous = false;
     setStatus($('recover-status'), 'Starting the recovery…');
     try {
       const d = await api('POST', `${endpointPath(ep.id)}/recover`, body);
@@ -1096,7 +1117,11 @@
     bar.dataset.total = String(total);
     bar.dataset.state = task.status || '';
     show($('recover-progress-box'), true);
-    setStatus($('recover-status'), taskText(task),
+    const R = state.recover;
+    const started = parseDate(task.createdAt);
+    const prefix = R.previous && R.taskId === task.id && started
+      ? `Last recovery, started ${dateTimeFmt.format(started)}: ` : '';
+    setStatus($('recover-status'), prefix + taskText(task),
       task.status === 'succeeded' ? 'ok' : task.status === 'failed' ? 'bad' : null);
     setText($('recover-announce'), final ? taskText(task) : 'Recovery started.');
     $('recover-start').disabled = !final;
@@ -1105,6 +1130,17 @@
   /** Poll a recovery until it finishes; the dialog shows it while it is the one on display. */
   async function watchTask(taskId, ep) {
     const session = state.session;
+    const R = state.recover;
+    if (R.watching.has(taskId)) return;
+    R.watching.add(taskId);
+    try {
+      await followTask(taskId, ep, session);
+    } finally {
+      R.watching.delete(taskId);
+    }
+  }
+
+  async function followTask(taskId, ep, session) {
     const R = state.recover;
     let failures = 0;
     for (;;) {
