@@ -19,7 +19,7 @@ from hookline.store.queue import NewEvent, Queue, Requeued
 from hookline.store.queue_postgres import PostgresQueue
 from hookline.store.queue_sqlite import SqliteQueue
 from hookline.store.schema import deliveries, delivery_attempts, endpoints, messages
-from hookline.timeutil import utcnow
+from hookline.timeutil import iso_millis, utcnow
 from tests.support import make_settings
 
 DATA = {"resumeId": "r1", "fileName": "a.pdf", "parsedAt": "t", "success": True}
@@ -534,7 +534,22 @@ async def operator_deliveries(store: Store) -> list[tuple[str, str, dict[str, ob
             .where(deliveries.c.user_id == OPERATOR_USER_ID)
             .order_by(deliveries.c.created_at, deliveries.c.id)
         )
-        return [(r.endpoint_id, r.event, json.loads(r.data)) for r in rows]
+        found = []
+        for row in rows:
+            data = json.loads(row.data)
+            # Written as payload.dumps writes it, whichever database built it.
+            assert bytes(row.data) == dumps(data), row.data
+            assert list(data) == NOTICE_KEYS[row.event], row.data
+            found.append((row.endpoint_id, row.event, data))
+        return found
+
+
+COMMON_KEYS = ["endpointId", "userId", "url"]
+NOTICE_KEYS = {
+    "endpoint.disabled": [*COMMON_KEYS, "reason", "disabledAt", "failureStreak", "failingSince"],
+    "endpoint.failing": [*COMMON_KEYS, "failureStreak", "failingSince"],
+    "endpoint.recovered": [*COMMON_KEYS, "recoveredAt", "recoveredBy"],
+}
 
 
 async def test_notices_are_enqueued_with_the_change_and_failing_once_a_day(
@@ -567,5 +582,9 @@ async def test_notices_are_enqueued_with_the_change_and_failing_once_a_day(
         await finish_batch(store, user_id, [Status.FAILED], gone=True)
         to, event, data = (await operator_deliveries(store))[-1]
         assert (to, event, data["reason"]) == (hook.id, "endpoint.disabled", "gone")
+        state = await streak_of(store, endpoint_id)
+        assert data["disabledAt"] == iso_millis(state["disabled_at"])  # type: ignore[arg-type]
+        assert data["failingSince"] == iso_millis(state["failing_since"])  # type: ignore[arg-type]
+        assert data["failureStreak"] == 1 and data["url"] == "http://127.0.0.1:9/0"
     finally:
         await store.close()

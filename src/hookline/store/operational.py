@@ -4,8 +4,9 @@
 They are the endpoints of one reserved user, ``OPERATOR_USER_ID``, so the same queue and
 worker deliver them, with retries, signatures and logs. The reserved user has no token, is
 not listed with the others, and its events are not in the user event catalog. A notice is
-enqueued in the transaction that changes the endpoint it describes (on PostgreSQL, right
-after the recording statement; see ``queue_postgres``), and never to that endpoint itself.
+enqueued in the transaction that changes the endpoint it describes (on PostgreSQL, by the
+recording statement itself, which builds the same data in SQL; see ``queue_postgres``), and
+never to that endpoint itself.
 The one configured with settings (``HOOKLINE_OPERATIONAL_WEBHOOK_URL``) is the reserved
 user's primary endpoint; those made through the admin API are its others.
 """
@@ -37,7 +38,7 @@ from hookline.store.queue import (
 )
 from hookline.store.schema import PRIMARY_SLOT, endpoints, users
 from hookline.store.users import RESERVED_USER_ID
-from hookline.timeutil import from_micros, iso, iso_millis
+from hookline.timeutil import iso, iso_millis
 
 #: The reserved user whose endpoints are the operational webhooks.
 OPERATOR_USER_ID = RESERVED_USER_ID
@@ -216,32 +217,6 @@ def notice_of(
         disabled_reason=after.disabled_reason,
         recovered_by=recovered_by if event == RECOVERED else None,
     )
-
-
-def notices_from_json(found: str | list[Any] | None, now: datetime) -> list[Notice]:
-    """The notices PostgreSQL's recording statement reports (a JSON array of endpoint rows
-    with ``recovered``, ``disabled`` and ``failing`` flags), in a stable order."""
-    if not found:
-        return []
-    rows = json.loads(found) if isinstance(found, str) else found
-    notices = []
-    for row in sorted(rows, key=lambda r: str(r["id"])):
-        after = StreakState(
-            enabled=not row["disabled"],
-            disabled_at=None,
-            disabled_reason=row["disabled_reason"],
-            failure_streak=int(row["failure_streak"]),
-            failing_since=None
-            if row["failing_since"] is None
-            else from_micros(int(row["failing_since"])),
-            failing_notified_at=None,
-        )
-        for flag, event in (("recovered", RECOVERED), ("disabled", DISABLED), ("failing", FAILING)):
-            if row[flag]:
-                notices.append(
-                    notice_of(event, row["id"], row["user_id"], row["url"], after, now, BY_DELIVERY)
-                )
-    return notices
 
 
 # --- the reserved user and the settings' webhook ---------------------------------------------

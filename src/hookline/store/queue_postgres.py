@@ -4,7 +4,6 @@ sends NOTIFY on every insert into deliveries (migration 0003), which ``listen`` 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -16,7 +15,13 @@ from hookline.store import listen as listening
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointRow, endpoint_from
 from hookline.store.endpoints import of_user as endpoints_of_user
-from hookline.store.operational import enqueue_notices_sync, notices_from_json
+from hookline.store.operational import (
+    BY_DELIVERY,
+    DISABLED,
+    FAILING,
+    OPERATOR_USER_ID,
+    RECOVERED,
+)
 from hookline.store.queue import (
     DEFER,
     ENDPOINT_PREFIX,
@@ -53,7 +58,9 @@ from hookline.store.schema import (
 )
 from hookline.timeutil import to_micros
 
-log = logging.getLogger("hookline.store")
+#: ``to_char``'s pattern for the API's times (without the ``Z``), passed as a parameter: its
+#: colons would read as bind parameters in the statement's text.
+ISO_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'
 
 #: The advisory lock key of the one maintainer at a time: "hook" in ASCII.
 MAINTENANCE_LOCK_KEY = 0x686F6F6B
@@ -148,6 +155,33 @@ _DISABLE = (
     f" THEN '{DisabledReason.FAILING.value}' END)"
 )
 
+
+def _iso(micros: str) -> str:
+    """SQL for a BIGINT of epoch microseconds as the API writes times (``timeutil.iso_millis``)
+    in JSON: ``"2024-11-14T10:05:00.000Z"``, or ``null``."""
+    moment = f"(TIMESTAMP 'epoch' + {micros} * INTERVAL '1 microsecond')"
+    return f"coalesce('\"' || to_char({moment}, p.iso_format) || 'Z\"', 'null')"
+
+
+# A notice's data (``operational.Notice.data``), byte for byte as payload.dumps writes it.
+_NOTICE_COMMON = (
+    """'{"endpointId":' || CAST(to_json(s.id) AS text)"""
+    """ || ',"userId":' || CAST(to_json(s.user_id) AS text)"""
+    """ || ',"url":' || CAST(to_json(s.url) AS text)"""
+)
+_NOTICE_STREAK = (
+    """ || ',"failureStreak":' || CAST(s.failure_streak AS text)"""
+    f""" || ',"failingSince":' || {_iso("s.failing_since")} || '}}'"""
+)
+_NOTICE_DATA = (
+    f"(CASE k.event WHEN '{RECOVERED}' THEN {_NOTICE_COMMON}"
+    f""" || ',"recoveredAt":' || {_iso("p.now")} || ',"recoveredBy":"{BY_DELIVERY}"}}'"""
+    f" WHEN '{DISABLED}' THEN {_NOTICE_COMMON}"
+    """ || ',"reason":' || CAST(to_json(s.disabled_reason) AS text)"""
+    f""" || ',"disabledAt":' || {_iso("p.now")} {_NOTICE_STREAK}"""
+    f" ELSE {_NOTICE_COMMON} {_NOTICE_STREAK} END)"
+)
+
 # Each outcome's attempt row, the move of its delivery (only while this worker's lease
 # holds), the counters of those that finished and their endpoints' failure streaks (with
 # any automatic disable), in one statement. The counters are upserted in key order, so
@@ -204,7 +238,9 @@ _RECORD = text(
         SELECT CAST(:now AS bigint) AS now, CAST(:after_us AS bigint) AS after_us,
                CAST(:after_failures AS integer) AS after_failures,
                CAST(:notice_after AS integer) AS notice_after,
-               CAST(:notice_every AS bigint) AS notice_every
+               CAST(:notice_every AS bigint) AS notice_every,
+               CAST(:notice_attempts AS integer) AS notice_attempts,
+               CAST(:iso_format AS text) AS iso_format
     ),
     ended AS (
         SELECT endpoint_id, status, gone, n,
@@ -247,10 +283,44 @@ _RECORD = text(
                   (was.enabled AND NOT e.enabled) AS disabled,
                   (e.failing_notified_at = p.now
                    AND was.failing_notified_at IS DISTINCT FROM e.failing_notified_at) AS failing
+    ),
+    noticed AS (
+        SELECT s.*, k.event, k.ord, {_NOTICE_DATA} AS data
+        FROM streaked AS s CROSS JOIN rules AS p
+        CROSS JOIN LATERAL (VALUES ('{RECOVERED}', 1, s.recovered), ('{DISABLED}', 2, s.disabled),
+                                   ('{FAILING}', 3, s.failing)) AS k(event, ord, wanted)
+        WHERE k.wanted
+    ),
+    numbered AS (
+        SELECT n.*, CAST(:notice_prefix AS text)
+                    || lpad(CAST(row_number() OVER (ORDER BY n.id, n.ord) AS text), 3, '0')
+                    AS message_id
+        FROM noticed AS n
+    ),
+    targets AS (
+        SELECT n.message_id, n.event, h.id AS hook_id, h.url,
+               row_number() OVER (PARTITION BY n.message_id ORDER BY h.created_at, h.id) AS r
+        FROM numbered AS n JOIN endpoints AS h
+          ON h.user_id = '{OPERATOR_USER_ID}' AND h.enabled AND h.id <> n.id
+         AND CAST(h.enabled_events AS jsonb) ? n.event
+        WHERE h.id NOT IN (SELECT id FROM streaked WHERE disabled)
+    ),
+    notice_messages AS (
+        INSERT INTO messages (id, user_id, event, data, created_at)
+        SELECT n.message_id, '{OPERATOR_USER_ID}', n.event, convert_to(n.data, 'UTF8'), p.now
+        FROM numbered AS n CROSS JOIN rules AS p
+        WHERE n.message_id IN (SELECT message_id FROM targets)
+    ),
+    notice_deliveries AS (
+        INSERT INTO deliveries (id, delivery_id, user_id, endpoint_id, event, url, body,
+                                message_id, status, attempts, max_attempts, next_attempt_at,
+                                created_at)
+        SELECT t.message_id || lpad(CAST(t.r AS text), 2, '0'), CAST(gen_random_uuid() AS text),
+               '{OPERATOR_USER_ID}', t.hook_id, t.event, t.url, CAST('' AS bytea), t.message_id,
+               '{Status.PENDING.value}', 0, p.notice_attempts, p.now, p.now
+        FROM targets AS t CROSS JOIN rules AS p
     )
-    SELECT (SELECT array_agg(id) FROM moved) AS moved,
-           (SELECT json_agg(s) FROM streaked AS s
-            WHERE s.recovered OR s.disabled OR s.failing) AS notices
+    SELECT array_agg(id) AS moved FROM moved
     """
 )
 
@@ -345,27 +415,13 @@ class PostgresQueue:
             "after_failures": self.rules.disable_after_failures,
             "notice_after": self.rules.notice_after,
             "notice_every": int(NOTICE_EVERY.total_seconds() * 1_000_000),
+            "notice_attempts": self.rules.notice_attempts,
+            "notice_prefix": ids.new_id(),
+            "iso_format": ISO_FORMAT,
         }
         async with self.db.write_once() as conn:
             row = (await conn.execute(_RECORD, params)).one()
-        moved = list(row.moved or [])
-        notices = notices_from_json(row.notices, now)
-        if notices:
-            # Rare (an endpoint changed state), so the hot path stays one statement. The
-            # outcomes are recorded already: a failure here must not make the worker record
-            # them again, so it is logged, and these notices are lost (never the change).
-            try:
-                async with self.db.write() as conn:
-                    await conn.run_sync(
-                        enqueue_notices_sync, notices, now, self.rules.notice_attempts
-                    )
-            except Exception:
-                log.exception(
-                    "enqueueing %d operational notices failed; they are lost: %s",
-                    len(notices),
-                    ", ".join(f"{n.event} {n.endpoint_id}" for n in notices),
-                )
-        return moved
+        return list(row.moved or [])
 
     async def release(self, worker: str, log_ids: Sequence[str], now: datetime) -> int:
         if not log_ids:
