@@ -56,6 +56,21 @@ def _split_list(value: object) -> object:
 #: Connections a worker uses at once: claiming, recording, maintenance, one to spare.
 WORKER_DB_CONNECTIONS = 4
 
+
+def _is_webhook_secret(value: str) -> bool:
+    """A Standard Webhooks secret: ``whsec_`` and base64 of 24 to 64 bytes."""
+    import base64
+    import binascii
+
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return 24 <= len(key) <= 64
+
+
 #: The guide's retry schedule: attempts 2, 3 and 4 follow after 1, 5 and 15 seconds.
 DEFAULT_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 5.0, 15.0)
 
@@ -108,6 +123,19 @@ class Settings(BaseSettings):
     # Endpoints: how many one user may have.
     max_endpoints_per_user: int = Field(default=20, ge=1)
 
+    # Auto-disable (reason "failing"): an endpoint whose every delivery has failed for this
+    # long, or that failed this many deliveries in a row, is switched off; 0 turns a rule off.
+    # One success resets both. A 410 Gone answer switches it off at once (reason "gone").
+    auto_disable_after_s: float = Field(default=5 * 24 * 3600.0, ge=0)
+    auto_disable_after_failures: int = Field(default=0, ge=0)
+    # An endpoint.failing notice goes out when a streak reaches this many failed deliveries
+    # (at most once a day per endpoint); 0: never.
+    failing_notice_after: int = Field(default=5, ge=0)
+    # The operational webhook set by settings (the admin API can add others): its URL and
+    # its whsec_ secret, both or neither.
+    operational_webhook_url: str | None = None
+    operational_webhook_secret: str | None = None
+
     # Security.
     secret_grace_s: float = Field(default=24 * 3600.0, ge=0)
     max_old_secrets: int = Field(default=3, ge=1)
@@ -153,6 +181,21 @@ class Settings(BaseSettings):
     def _lease_outlives_attempt(self) -> Settings:
         if self.lease_s <= self.timeout_s:
             raise ValueError("HOOKLINE_LEASE_S must be longer than HOOKLINE_TIMEOUT_S")
+        return self
+
+    @model_validator(mode="after")
+    def _operational_webhook_pair(self) -> Settings:
+        url, secret = self.operational_webhook_url, self.operational_webhook_secret
+        if (url is None) != (secret is None):
+            raise ValueError(
+                "set HOOKLINE_OPERATIONAL_WEBHOOK_URL and HOOKLINE_OPERATIONAL_WEBHOOK_SECRET "
+                "together, or neither"
+            )
+        if secret is not None and not _is_webhook_secret(secret):
+            raise ValueError(
+                "HOOKLINE_OPERATIONAL_WEBHOOK_SECRET must be whsec_ followed by base64 of "
+                "24 to 64 bytes"
+            )
         return self
 
     @property

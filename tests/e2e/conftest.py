@@ -56,12 +56,24 @@ class Hit:
 
 
 @dataclass
+class Reply:
+    """A scripted answer: status, body and extra headers."""
+
+    status: int
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None  # answer only once this is set (or after 10 s)
+
+
+@dataclass
 class ThreadReceiver:
-    """Records every POST; answers 500 for events in ``fail_events``, else 200."""
+    """Records every POST; answers as ``replies`` says for the request's path, else 500 for
+    events in ``fail_events``, else 200."""
 
     url: str = ""
     hits: list[Hit] = field(default_factory=list)
     fail_events: set[str] = field(default_factory=set)
+    replies: dict[str, Reply] = field(default_factory=dict)
     changed: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -69,11 +81,16 @@ class ThreadReceiver:
         """The receiver's origin, for URLs with paths of their own."""
         return self.url.removesuffix("/hook")
 
-    def record(self, hit: Hit) -> int:
+    def record(self, hit: Hit) -> Reply:
         with self.changed:
             self.hits.append(hit)
             self.changed.notify_all()
-        return 500 if hit.event in self.fail_events else 200
+            scripted = self.replies.get(hit.path)
+        if scripted is not None:
+            return scripted
+        if hit.event in self.fail_events:
+            return Reply(500, b"receiver says no")
+        return Reply(200)
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> list[Hit]:
         with self.changed:
@@ -90,13 +107,16 @@ def http_receiver() -> Iterator[ThreadReceiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status = state.record(Hit(headers, body, self.path))
-            reply = b"ok" if status == 200 else b"receiver says no"
-            self.send_response(status)
+            reply = state.record(Hit(headers, body, self.path))
+            if reply.hold is not None:
+                reply.hold.wait(10)
+            self.send_response(reply.status)
             self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(reply)))
+            self.send_header("Content-Length", str(len(reply.body)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply)
+            self.wfile.write(reply.body)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

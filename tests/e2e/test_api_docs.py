@@ -40,6 +40,13 @@ OPERATIONS = [
     ("GET", "/api/webhooks/tasks", "listTasks"),
     ("GET", "/api/webhooks/tasks/{task_id}", "getTask"),
     ("POST", "/api/events/batch", "publishEvents"),
+    ("GET", "/api/admin/operational-webhooks", "listOperationalWebhooks"),
+    ("POST", "/api/admin/operational-webhooks", "createOperationalWebhook"),
+    ("GET", "/api/admin/operational-logs", "listOperationalLogs"),
+    ("GET", "/api/admin/operational-logs/{log_id}", "getOperationalLog"),
+    ("GET", "/api/admin/operational-webhooks/{hook_id}", "getOperationalWebhook"),
+    ("PATCH", "/api/admin/operational-webhooks/{hook_id}", "updateOperationalWebhook"),
+    ("DELETE", "/api/admin/operational-webhooks/{hook_id}", "deleteOperationalWebhook"),
 ]
 
 

@@ -33,10 +33,11 @@ import hookline.targets
 from hookline.api.app import create_app
 from hookline.config import Settings
 from hookline.delivery.sender import Outcome, OutcomeKind, Sender
-from hookline.store import Store
+from hookline.store import EndpointFields, Store
+from hookline.store.operational import OPERATIONAL_EVENTS
 from tests.support import make_settings, running_api
 
-EXAMPLES_PER_MODE = 15  # x 2 modes x 22 operations: about 630 cases
+EXAMPLES_PER_MODE = 15  # x 2 modes x 29 operations: about 870 cases
 CHECKS = [not_a_server_error, response_schema_conformance]
 EVENT = "resume.parsed"
 DATA = {"resumeId": "r1", "fileName": "cv.pdf", "parsedAt": "2024-11-14T10:05:00Z", "success": True}
@@ -63,9 +64,9 @@ async def _unresolvable(host: str) -> list[str]:
     raise OSError(f"fuzzing: {host} is not resolved")
 
 
-async def _seed(settings: Settings) -> tuple[str, str]:
+async def _seed(settings: Settings) -> tuple[str, str, str]:
     """An admin with a webhook, one pending delivery and a recovery task, so reads return real
-    rows."""
+    rows, and an operational webhook: (admin id, token, operational webhook id)."""
     store = Store(settings)
     try:
         admin, _, token = await store.create_user("fuzzer", True)
@@ -76,7 +77,10 @@ async def _seed(settings: Settings) -> tuple[str, str]:
         await store.publish(admin.id, EVENT, DATA)
         now = datetime.now(UTC)
         await store.start_recovery(admin.id, endpoint.id, now - timedelta(hours=1), now)
-        return admin.id, token
+        hook, _ = await store.create_operational_webhook(
+            EndpointFields(url="http://127.0.0.1:9/ops", enabled_events=list(OPERATIONAL_EVENTS))
+        )
+        return admin.id, token, hook.id
     finally:
         await store.close()
 
@@ -94,7 +98,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     database_url: str, offline: None
 ) -> None:
     settings = make_settings(database_url, test_rate_per_minute=1000)
-    _, token = asyncio.run(_seed(settings))
+    _, token, hook_id = asyncio.run(_seed(settings))
     auth = {"Authorization": f"Bearer {token}"}
     app = create_app(settings, run_worker=False)
 
@@ -106,12 +110,17 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
             endpoints = client.get("/api/webhooks/endpoints", headers=auth).json()["endpoints"]
             tasks = client.get("/api/webhooks/tasks", headers=auth).json()["tasks"]
         log_id = logs[0]["id"]
-        real_ids = {"log_id": log_id, "endpoint_id": endpoints[0]["id"], "task_id": tasks[0]["id"]}
+        real_ids = {
+            "log_id": log_id,
+            "endpoint_id": endpoints[0]["id"],
+            "task_id": tasks[0]["id"],
+            "hook_id": hook_id,
+        }
         operations = [result.ok() for result in schema.get_all_operations()]
         # Deleting the webhook (or endpoint) last keeps the operations that need one meaningful.
         operations.sort(key=lambda op: op.method.upper() == "DELETE")
         labels = sorted(op.label for op in operations)
-        assert len(labels) == 22, labels
+        assert len(labels) == 29, labels
 
         cases = 0
         failures: list[str] = []
@@ -146,7 +155,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     finally:
         asgi.shutdown_lifespans()
     elapsed = time.monotonic() - started
-    assert 180 <= cases <= 720, cases
+    assert 250 <= cases <= 1000, cases
     assert elapsed < 120, elapsed
     assert failures == [], "\n\n".join(dict.fromkeys(failures))
 

@@ -132,6 +132,13 @@ def test_the_generated_modules_are_named_after_the_operation_ids(generated: Path
             "recover_endpoint",
             "get_task",
             "list_tasks",
+            "list_operational_webhooks",
+            "create_operational_webhook",
+            "list_operational_logs",
+            "get_operational_log",
+            "get_operational_webhook",
+            "update_operational_webhook",
+            "delete_operational_webhook",
         ]
     )
 
@@ -685,3 +692,68 @@ def test_a_custom_catalog_gets_its_own_enum_and_publishes_any_data(
             assert len(published.delivery_ids) == 1
     finally:
         server.stop()
+
+
+def test_a_round_trip_through_every_operational_webhook_operation(
+    generated: Path,
+    live_server: LiveServer,
+    http_receiver: ThreadReceiver,
+    closing: contextlib.ExitStack,
+) -> None:
+    from hookline_client import AuthenticatedClient
+    from hookline_client.api.operational_webhooks import (
+        create_operational_webhook,
+        delete_operational_webhook,
+        get_operational_log,
+        get_operational_webhook,
+        list_operational_logs,
+        list_operational_webhooks,
+        update_operational_webhook,
+    )
+    from hookline_client.models import (
+        CreatedOperationalWebhookResponse,
+        ErrorBody,
+        LogsResponse,
+        MessageResponse,
+        OperationalWebhookIn,
+        OperationalWebhookPatch,
+        OperationalWebhookResponse,
+        OperationalWebhooksResponse,
+    )
+
+    _, _, admin_token = live_server.user("gen-operator", admin=True)
+    _, _, user_token = live_server.user("gen-operator-user")
+    admin = closing.enter_context(AuthenticatedClient(base_url=live_server.url, token=admin_token))
+    user = closing.enter_context(AuthenticatedClient(base_url=live_server.url, token=user_token))
+    refused = list_operational_webhooks.sync(client=user)
+    assert isinstance(refused, ErrorBody) and refused.success is False  # 403
+
+    created = create_operational_webhook.sync(
+        client=admin, body=OperationalWebhookIn(url=http_receiver.base + "/ops")
+    )
+    assert isinstance(created, CreatedOperationalWebhookResponse)
+    assert created.secret.startswith("whsec_")
+    hook_id = created.webhook.id
+    assert created.webhook.enabled_events == [
+        "endpoint.disabled",
+        "endpoint.failing",
+        "endpoint.recovered",
+    ]
+    listed = list_operational_webhooks.sync(client=admin)
+    assert isinstance(listed, OperationalWebhooksResponse)
+    assert hook_id in [hook.id for hook in listed.webhooks]
+    one = get_operational_webhook.sync(hook_id, client=admin)
+    assert isinstance(one, OperationalWebhookResponse) and one.webhook.disabled_at is None
+    off = update_operational_webhook.sync(
+        hook_id, client=admin, body=OperationalWebhookPatch(enabled=False)
+    )
+    assert isinstance(off, OperationalWebhookResponse)
+    assert off.webhook.disabled_reason is not None and off.webhook.disabled_reason.value == "user"
+    logs = list_operational_logs.sync(client=admin, webhook_id=hook_id)
+    assert isinstance(logs, LogsResponse) and logs.logs == []
+    missing = get_operational_log.sync("c0000000000000000000000000", client=admin)
+    assert isinstance(missing, ErrorBody)
+    deleted = delete_operational_webhook.sync(hook_id, client=admin)
+    assert isinstance(deleted, MessageResponse)
+    gone = get_operational_webhook.sync(hook_id, client=admin)
+    assert isinstance(gone, ErrorBody)

@@ -42,6 +42,13 @@ OPERATION_IDS = {
     ("GET", "/api/webhooks/tasks"): "listTasks",
     ("GET", "/api/webhooks/tasks/{task_id}"): "getTask",
     ("POST", "/api/events/batch"): "publishEvents",
+    ("GET", "/api/admin/operational-webhooks"): "listOperationalWebhooks",
+    ("POST", "/api/admin/operational-webhooks"): "createOperationalWebhook",
+    ("GET", "/api/admin/operational-logs"): "listOperationalLogs",
+    ("GET", "/api/admin/operational-logs/{log_id}"): "getOperationalLog",
+    ("GET", "/api/admin/operational-webhooks/{hook_id}"): "getOperationalWebhook",
+    ("PATCH", "/api/admin/operational-webhooks/{hook_id}"): "updateOperationalWebhook",
+    ("DELETE", "/api/admin/operational-webhooks/{hook_id}"): "deleteOperationalWebhook",
 }
 
 TIMESTAMPS = [
@@ -65,6 +72,11 @@ TIMESTAMPS = [
     ("TaskView", "createdAt"),
     ("TaskView", "updatedAt"),
     ("TaskView", "finishedAt"),
+    ("EndpointView", "disabledAt"),
+    ("ConfigView", "disabledAt"),
+    ("OperationalWebhookView", "createdAt"),
+    ("OperationalWebhookView", "updatedAt"),
+    ("OperationalWebhookView", "disabledAt"),
 ]
 
 REF = "#/components/schemas/"
@@ -119,8 +131,8 @@ def test_every_field_an_answer_always_carries_is_required(tmp_path: Path) -> Non
             for status, response in operation["responses"].items():
                 if status.startswith("2"):
                     answers |= refs_from(response, schemas)
-    answers -= {"EventName", "Window"}
-    assert len(answers) == 28, sorted(answers)  # ResendResponse, TaskView, PublishBatchResult…
+    answers -= {"EventName", "Window", "DisabledReason"}
+    assert len(answers) == 32, sorted(answers)  # ResendResponse, TaskView, PublishBatchResult…
     optional = {
         f"{name}.{field}"
         for name in answers
@@ -304,6 +316,10 @@ ALLOW = {
     "/api/webhooks/tasks/c1": "GET",
     "/api/events": "POST",
     "/api/events/batch": "POST",
+    "/api/admin/operational-webhooks": "GET, POST",
+    "/api/admin/operational-webhooks/c1": "GET, PATCH, DELETE",
+    "/api/admin/operational-logs": "GET",
+    "/api/admin/operational-logs/c1": "GET",
     "/openapi.json": "GET, HEAD",
     "/docs": "GET",
     "/redoc": "GET",

@@ -51,7 +51,10 @@ async def test_create_read_update_regenerate_delete(api: Api) -> None:
         "enabledEvents",
         "createdAt",
         "updatedAt",
+        "disabledAt",
+        "disabledReason",
     }
+    assert read["config"]["disabledAt"] is None and read["config"]["disabledReason"] is None
     assert "secret" not in str(read)
     assert read["config"]["createdAt"].endswith("Z")
 

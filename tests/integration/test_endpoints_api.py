@@ -27,7 +27,7 @@ URL = "https://your-app.com/webhooks"
 BASE = "/api/webhooks/endpoints"
 ENDPOINT_KEYS = {
     "id", "url", "description", "enabled", "enabledEvents", "headers", "rateLimit", "primary",
-    "createdAt", "updatedAt",
+    "createdAt", "updatedAt", "disabledAt", "disabledReason",
 }  # fmt: skip
 
 
@@ -130,7 +130,10 @@ async def test_crud_round_trip(api: Api) -> None:
         "url": URL + "/v2",
         "enabled": False,
         "updatedAt": patched.json()["endpoint"]["updatedAt"],
+        "disabledAt": patched.json()["endpoint"]["disabledAt"],
+        "disabledReason": "user",
     }
+    assert patched.json()["endpoint"]["disabledAt"].endswith("Z")
 
     deleted = await api.client.delete(f"{BASE}/{endpoint_id}", headers=auth)
     assert deleted.status_code == 200

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -12,11 +14,12 @@ from sqlalchemy import func, select, update
 
 from hookline.payload import build_body, delivery_body, dumps
 from hookline.store import AttemptRecord, EndpointFields, Status, Store, Trigger, Unsent
+from hookline.store.operational import OPERATIONAL_EVENTS, OPERATOR_USER_ID
 from hookline.store.queue import NewEvent, Queue, Requeued
 from hookline.store.queue_postgres import PostgresQueue
 from hookline.store.queue_sqlite import SqliteQueue
-from hookline.store.schema import deliveries, delivery_attempts, messages
-from hookline.timeutil import utcnow
+from hookline.store.schema import deliveries, delivery_attempts, endpoints, messages
+from hookline.timeutil import iso_millis, utcnow
 from tests.support import make_settings
 
 DATA = {"resumeId": "r1", "fileName": "a.pdf", "parsedAt": "t", "success": True}
@@ -395,3 +398,193 @@ async def test_listen_hears_an_enqueue_by_another_process(store: Store) -> None:
     finally:
         await stop()
         await other.close()
+
+
+# --- failure streaks, automatic disabling and notices -------------------------------------
+
+
+async def rules_store(database_url: str, **overrides: object) -> Store:
+    return Store(make_settings(database_url, **overrides))
+
+
+async def streak_of(store: Store, endpoint_id: str) -> dict[str, object]:
+    async with store.db.read() as conn:
+        row = (
+            await conn.execute(
+                select(
+                    endpoints.c.enabled,
+                    endpoints.c.disabled_at,
+                    endpoints.c.disabled_reason,
+                    endpoints.c.failure_streak,
+                    endpoints.c.failing_since,
+                    endpoints.c.failing_notified_at,
+                ).where(endpoints.c.id == endpoint_id)
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def finish_batch(
+    store: Store,
+    user_id: str,
+    statuses: list[Status],
+    gone: bool = False,
+    *more: tuple[str, list[Status]],
+) -> datetime:
+    """Enqueue, claim and record one batch of deliveries to the user's one endpoint, with
+    these final statuses in this order (``more``: further (user id, statuses) pairs in the
+    same batch); returns the recording time. ``gone``: each failure was a 410."""
+    plan = [(user_id, statuses), *more]
+    for user, wanted in plan:
+        for i in range(len(wanted)):
+            await store.queue.enqueue(new(user, {**DATA, "n": i}), utcnow(), 4)
+    now = utcnow()
+    claimed = await store.queue.claim("w", 1000, now, lease(now))
+    # Anything else due (notices to operational webhooks) is delivered first.
+    records = [
+        outcome(d.id, Status.SUCCEEDED) for d, _ in claimed if d.user_id not in {u for u, _ in plan}
+    ]
+    for user, wanted in plan:
+        mine = [d for d, _ in claimed if d.user_id == user]
+        for delivery, status in zip(mine, wanted, strict=True):
+            record = outcome(delivery.id, status)
+            if gone and status is Status.FAILED:
+                record = dataclasses.replace(record, status_code=410, gone=True)
+            records.append(record)
+    at = utcnow()
+    await store.queue.record("w", records, at)
+    return at
+
+
+async def test_record_keeps_each_endpoints_failure_streak(store: Store) -> None:
+    user_id, [endpoint_id] = await user_with(store, EndpointFields())
+    other_user, [other] = await user_with(store, EndpointFields())
+    first = await finish_batch(
+        store, user_id, [Status.FAILED], False, (other_user, [Status.FAILED])
+    )
+    state = await streak_of(store, endpoint_id)
+    assert state["failure_streak"] == 1 and state["failing_since"] == first
+    assert (await streak_of(store, other))["failure_streak"] == 1
+    await finish_batch(store, user_id, [Status.FAILED])
+    state = await streak_of(store, endpoint_id)
+    assert state["failure_streak"] == 2 and state["failing_since"] == first
+    assert (await streak_of(store, other))["failure_streak"] == 1
+    # In one batch, a success resets the streak; only the failures after it count.
+    last = await finish_batch(store, user_id, [Status.FAILED, Status.SUCCEEDED])
+    state = await streak_of(store, endpoint_id)
+    assert state["failure_streak"] == 0 and state["failing_since"] is None
+    assert state["failing_notified_at"] is None
+    await finish_batch(store, user_id, [Status.SUCCEEDED, Status.FAILED, Status.FAILED])
+    state = await streak_of(store, endpoint_id)
+    assert state["failure_streak"] == 2 and state["failing_since"] > last
+    assert state["enabled"] and state["disabled_reason"] is None  # no rule crossed
+
+
+async def test_a_410_disables_its_endpoint_at_once(store: Store) -> None:
+    user_id, [endpoint_id] = await user_with(store, EndpointFields())
+    at = await finish_batch(store, user_id, [Status.FAILED], gone=True)
+    state = await streak_of(store, endpoint_id)
+    assert not state["enabled"] and state["disabled_reason"] == "gone"
+    assert state["disabled_at"] == at and state["failure_streak"] == 1
+    # Nothing more is enqueued for it.
+    assert (await store.queue.enqueue(new(user_id), utcnow(), 4)).unsent is Unsent.DISABLED
+
+
+async def test_the_failing_rule_disables_after_n_failures(database_url: str) -> None:
+    store = await rules_store(database_url, auto_disable_after_failures=3)
+    try:
+        user_id, [endpoint_id] = await user_with(store, EndpointFields())
+        await finish_batch(store, user_id, [Status.FAILED, Status.FAILED])
+        assert (await streak_of(store, endpoint_id))["disabled_reason"] is None
+        await finish_batch(store, user_id, [Status.SUCCEEDED, Status.FAILED, Status.FAILED])
+        assert (await streak_of(store, endpoint_id))["disabled_reason"] is None  # reset
+        at = await finish_batch(store, user_id, [Status.FAILED])
+        state = await streak_of(store, endpoint_id)
+        assert not state["enabled"] and state["disabled_reason"] == "failing"
+        assert state["disabled_at"] == at and state["failure_streak"] == 3
+    finally:
+        await store.close()
+
+
+async def test_the_failing_rule_disables_after_failing_for_long_enough(database_url: str) -> None:
+    store = await rules_store(database_url, auto_disable_after_s=3600.0)
+    try:
+        user_id, [endpoint_id] = await user_with(store, EndpointFields())
+        await finish_batch(store, user_id, [Status.FAILED])
+        assert (await streak_of(store, endpoint_id))["enabled"]
+        async with store.db.write() as conn:  # the streak began more than an hour ago
+            await conn.execute(
+                update(endpoints)
+                .where(endpoints.c.id == endpoint_id)
+                .values(failing_since=utcnow() - timedelta(seconds=3601))
+            )
+        await finish_batch(store, user_id, [Status.FAILED])
+        state = await streak_of(store, endpoint_id)
+        assert not state["enabled"] and state["disabled_reason"] == "failing"
+    finally:
+        await store.close()
+
+
+async def operator_deliveries(store: Store) -> list[tuple[str, str, dict[str, object]]]:
+    """(endpoint id, event, data) of every notice delivery, oldest first."""
+    async with store.db.read() as conn:
+        rows = await conn.execute(
+            select(deliveries.c.endpoint_id, deliveries.c.event, messages.c.data)
+            .join(messages, messages.c.id == deliveries.c.message_id)
+            .where(deliveries.c.user_id == OPERATOR_USER_ID)
+            .order_by(deliveries.c.created_at, deliveries.c.id)
+        )
+        found = []
+        for row in rows:
+            data = json.loads(row.data)
+            # Written as payload.dumps writes it, whichever database built it.
+            assert bytes(row.data) == dumps(data), row.data
+            assert list(data) == NOTICE_KEYS[row.event], row.data
+            found.append((row.endpoint_id, row.event, data))
+        return found
+
+
+COMMON_KEYS = ["endpointId", "userId", "url"]
+NOTICE_KEYS = {
+    "endpoint.disabled": [*COMMON_KEYS, "reason", "disabledAt", "failureStreak", "failingSince"],
+    "endpoint.failing": [*COMMON_KEYS, "failureStreak", "failingSince"],
+    "endpoint.recovered": [*COMMON_KEYS, "recoveredAt", "recoveredBy"],
+}
+
+
+async def test_notices_are_enqueued_with_the_change_and_failing_once_a_day(
+    database_url: str,
+) -> None:
+    store = await rules_store(database_url, failing_notice_after=2, auto_disable_after_s=0)
+    try:
+        hook, _ = await store.create_operational_webhook(
+            EndpointFields(url="http://127.0.0.1:9/ops", enabled_events=list(OPERATIONAL_EVENTS))
+        )
+        user_id, [endpoint_id] = await user_with(store, EndpointFields())
+        await finish_batch(store, user_id, [Status.FAILED])
+        assert await operator_deliveries(store) == []
+        await finish_batch(store, user_id, [Status.FAILED, Status.FAILED])
+        [(to, event, data)] = await operator_deliveries(store)
+        assert (to, event) == (hook.id, "endpoint.failing")
+        assert data["endpointId"] == endpoint_id and data["userId"] == user_id
+        assert data["failureStreak"] == 3 and str(data["failingSince"]).endswith("Z")
+        # A success ends the noticed streak: recovered.
+        await finish_batch(store, user_id, [Status.SUCCEEDED])
+        events = [event for _, event, _ in await operator_deliveries(store)]
+        assert events == ["endpoint.failing", "endpoint.recovered"]
+        assert (await operator_deliveries(store))[-1][2]["recoveredBy"] == "delivery"
+        # The streak crosses the threshold again the same day: no second endpoint.failing,
+        # and so no endpoint.recovered when it ends either.
+        await finish_batch(store, user_id, [Status.FAILED, Status.FAILED, Status.FAILED])
+        await finish_batch(store, user_id, [Status.SUCCEEDED])
+        assert len(await operator_deliveries(store)) == 2
+        # A 410 disables: endpoint.disabled, never to the endpoint it is about.
+        await finish_batch(store, user_id, [Status.FAILED], gone=True)
+        to, event, data = (await operator_deliveries(store))[-1]
+        assert (to, event, data["reason"]) == (hook.id, "endpoint.disabled", "gone")
+        state = await streak_of(store, endpoint_id)
+        assert data["disabledAt"] == iso_millis(state["disabled_at"])  # type: ignore[arg-type]
+        assert data["failingSince"] == iso_millis(state["failing_since"])  # type: ignore[arg-type]
+        assert data["failureStreak"] == 1 and data["url"] == "http://127.0.0.1:9/0"
+    finally:
+        await store.close()

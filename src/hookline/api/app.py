@@ -19,7 +19,7 @@ from hookline.api.limits import BodySizeLimit
 from hookline.api.metrics import RequestMetrics
 from hookline.api.metrics import router as metrics_router
 from hookline.api.ratelimit import RateLimiter
-from hookline.api.routes import dashboard, endpoints, events, tasks, webhooks
+from hookline.api.routes import dashboard, endpoints, events, operational, tasks, webhooks
 from hookline.api.shedding import Admission
 from hookline.config import Settings
 from hookline.crypto import load_box
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     app.include_router(webhooks.router)
     app.include_router(endpoints.router)
     app.include_router(tasks.router)
+    app.include_router(operational.router)
     app.include_router(events.router)
     app.include_router(dashboard.router)
     app.include_router(metrics_router)

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pydantic import Field, StrictBool, StrictInt, StrictStr, field_validator
 
 from hookline.api.schemas import EventName, Succeeded, Timestamp, _In, _Out
+from hookline.store.schema import DisabledReason
 
 MAX_DESCRIPTION_CHARS = 500
 MAX_RATE_LIMIT = 10_000
 
+DISABLED_AT_DOC = "When the endpoint was switched off; null while it is enabled."
+DISABLED_REASON_DOC = (
+    "Why it is off: `gone` (its receiver answered 410), `failing` (the auto-disable rule), "
+    "`user` (switched off by hand); null while it is enabled."
+)
 RATE_LIMIT_DOC = "At most this many deliveries per second to this endpoint; null for no limit."
 
 
@@ -62,6 +68,8 @@ class EndpointView(_Out):
     primary: bool = Field(description="The guide's webhook: /api/webhooks/config manages this one.")
     createdAt: Timestamp
     updatedAt: Timestamp
+    disabledAt: Timestamp | None = Field(description=DISABLED_AT_DOC)
+    disabledReason: DisabledReason | None = Field(description=DISABLED_REASON_DOC)
 
 
 class EndpointsResponse(_Out):

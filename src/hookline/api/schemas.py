@@ -19,6 +19,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from hookline.store.idempotency import KEY_PATTERN
+from hookline.store.schema import DisabledReason
 
 #: Marks a schema whose values come from the configured event catalog: create_app's OpenAPI
 #: document (hookline.api.docs) puts the catalog there, since models are the same for every app.
@@ -87,6 +88,13 @@ class ConfigView(_Out):
     enabledEvents: list[str]
     createdAt: Timestamp
     updatedAt: Timestamp
+    # hookline's additions to the guide's fields (docs/api.md "Disabled endpoints").
+    disabledAt: Timestamp | None = Field(
+        description="When the webhook was switched off; null while it is enabled."
+    )
+    disabledReason: DisabledReason | None = Field(
+        description="Why it is off (`gone`, `failing`, `user`); null while it is enabled."
+    )
 
 
 class ConfigResponse(_Out):

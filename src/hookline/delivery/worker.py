@@ -49,6 +49,7 @@ RECORD_GAP_S = 0.025
 RECORD_RETRY_DELAYS_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 DISABLED = "webhook is disabled; not sent"
 UNRECORDABLE = "the outcome of this attempt could not be recorded"
+GONE = 410
 #: What an attempt's recorded headers show for each of the endpoint's static headers: they
 #: often carry the receiver's credentials, which must not outlive a change in attempt rows.
 REDACTED = "[redacted]"
@@ -73,7 +74,10 @@ def decide(
     attempt = job.delivery.attempts + 1
     failed_at = utcnow()
     retry_at = None
-    if not outcome.ok:
+    # 410 Gone: the receiver says the URL is dead for good (Standard Webhooks): no retry,
+    # and its endpoint is switched off in the same transaction that records this.
+    gone = not outcome.ok and outcome.status_code == GONE
+    if not outcome.ok and not gone:
         retry_at = policy.next_attempt_at(
             attempt, job.delivery.max_attempts, failed_at, outcome.retryable, outcome.retry_after_s
         )
@@ -96,6 +100,7 @@ def decide(
         delivery_id=job.delivery.delivery_id,
         trigger=job.delivery.trigger,
         request_headers=request_headers,
+        gone=gone,
     )
 
 

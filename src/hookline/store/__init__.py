@@ -21,7 +21,7 @@ from hookline.crypto import SecretBox, load_box
 from hookline.events import TEST_EVENT
 from hookline.payload import dumps
 from hookline.store import endpoints as endpoint_sql
-from hookline.store import idempotency, users, views
+from hookline.store import idempotency, operational, users, views
 from hookline.store import tasks as task_sql
 from hookline.store.coalesce import GroupCommit
 from hookline.store.db import Database
@@ -30,6 +30,7 @@ from hookline.store.listen import Listener
 from hookline.store.queue import (
     AttemptRecord,
     Claimed,
+    EndpointRules,
     Enqueued,
     NewEvent,
     Queue,
@@ -42,7 +43,7 @@ from hookline.store.queue import (
 )
 from hookline.store.queue_postgres import PostgresQueue
 from hookline.store.queue_sqlite import SqliteQueue
-from hookline.store.schema import Status, TaskStatus, Trigger
+from hookline.store.schema import DisabledReason, Status, TaskStatus, Trigger
 from hookline.store.tasks import EndpointDisabled, TaskRow
 from hookline.store.users import TokenListing, User, UserListing
 from hookline.store.views import Counts, LogDetailRow, LogRow
@@ -115,7 +116,15 @@ class Store:
             pool_timeout_s=settings.request_queue_timeout_s,
             lock_timeout_s=settings.db_lock_timeout_s,
         )
-        self.queue: Queue = SqliteQueue(self.db) if self.db.sqlite else PostgresQueue(self.db)
+        rules = EndpointRules(
+            disable_after_s=settings.auto_disable_after_s,
+            disable_after_failures=settings.auto_disable_after_failures,
+            notice_after=settings.failing_notice_after,
+            notice_attempts=settings.max_attempts,
+        )
+        self.queue: Queue = (
+            SqliteQueue(self.db, rules) if self.db.sqlite else PostgresQueue(self.db, rules)
+        )
         self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
         # token id -> time.monotonic() of this process's last write of its last_used_at, so
         # a burst of requests with one token writes once, not once per request in flight.
@@ -148,6 +157,7 @@ class Store:
             max_batch=PUBLISH_GROUP_MAX,
             max_running=1 if self.db.sqlite else PUBLISH_GROUPS_RUNNING_POSTGRES,
         )
+        self._operational_synced = False  # sync_operational_settings has run
 
     @property
     def box(self) -> SecretBox:
@@ -195,7 +205,7 @@ class Store:
 
     async def create_token(self, user_id: str) -> tuple[str, str]:
         async with self.db.write() as conn:
-            if await users.get_user(conn, user_id) is None:
+            if user_id == users.RESERVED_USER_ID or await users.get_user(conn, user_id) is None:
                 raise NotFound(f"no user with id {user_id}")
             return await users.insert_token(conn, user_id, utcnow())
 
@@ -315,7 +325,9 @@ class Store:
                 endpoint_id, secret = current.id, self.box.decrypt(current.secret_enc)
                 await endpoint_sql.update_one(conn, current.id, fields, utcnow())
             saved = await endpoint_sql.get(conn, user_id, endpoint_id)
-        assert saved is not None
+            assert saved is not None
+            if current is not None:
+                await self._notice_if_reenabled(conn, current, saved)
         return saved, secret
 
     async def list_endpoints(self, user_id: str) -> list[EndpointRow]:
@@ -348,12 +360,36 @@ class Store:
     ) -> EndpointRow:
         """Change the fields that are set."""
         async with self.db.write() as conn:
-            if await endpoint_sql.get(conn, user_id, endpoint_id) is None:
+            before = await endpoint_sql.get(conn, user_id, endpoint_id)
+            if before is None:
                 raise NotFound(f"no endpoint with id {endpoint_id}")
             await endpoint_sql.update_one(conn, endpoint_id, fields, utcnow())
             updated = await endpoint_sql.get(conn, user_id, endpoint_id)
-        assert updated is not None
+            assert updated is not None
+            await self._notice_if_reenabled(conn, before, updated)
         return updated
+
+    async def _notice_if_reenabled(
+        self, conn: AsyncConnection, before: EndpointRow, after: EndpointRow
+    ) -> None:
+        """An endpoint hookline switched off is on again: tell the operational webhooks
+        (endpoint.recovered), in the caller's transaction."""
+        if before.enabled or not after.enabled:
+            return
+        if before.disabled_reason not in (DisabledReason.GONE, DisabledReason.FAILING):
+            return
+        now = utcnow()
+        notice = operational.Notice(
+            event=operational.RECOVERED,
+            endpoint_id=after.id,
+            user_id=after.user_id,
+            url=after.url,
+            at=now,
+            recovered_by=operational.BY_REENABLE,
+        )
+        await conn.run_sync(
+            operational.enqueue_notices_sync, [notice], now, self.settings.max_attempts
+        )
 
     async def delete_endpoint(self, user_id: str, endpoint_id: str) -> None:
         """Delete an endpoint; its log stays, and its waiting deliveries fail when due."""
@@ -396,6 +432,17 @@ class Store:
                 now,
             )
         return secret, until
+
+    async def reenable_after_test(self, endpoint_id: str) -> bool:
+        """A test to ``endpoint_id`` succeeded: switch it back on if hookline switched it off
+        (``gone`` or ``failing``). True when it did."""
+        async with self.db.write() as conn:
+            was = await endpoint_sql.reenable_automatic(conn, endpoint_id, utcnow())
+            if was is None:
+                return False
+            found = await endpoint_sql.by_id(conn, [endpoint_id])
+            await self._notice_if_reenabled(conn, was, found[endpoint_id])
+        return True
 
     async def delete_config(self, user_id: str) -> None:
         """Delete the user's primary endpoint."""
@@ -459,6 +506,52 @@ class Store:
             endpoint = found[endpoint_id]
             old = [{**o, "enc": box.rotate(o["enc"])} for o in endpoint.old_secrets]
             await endpoint_sql.set_secrets(conn, endpoint.id, box.rotate(endpoint.secret_enc), old)
+
+    # --- operational webhooks -----------------------------------------------------------
+
+    async def sync_operational_settings(self) -> None:
+        """Make the operational webhook of the settings (HOOKLINE_OPERATIONAL_WEBHOOK_URL and
+        _SECRET) the stored one: created, changed or removed. Once per process; a failure is
+        logged and tried again next time."""
+        url = self.settings.operational_webhook_url
+        secret = self.settings.operational_webhook_secret
+        try:
+            secret_enc = None if secret is None else self.box.encrypt(secret)
+
+            def opens(stored: str) -> bool:
+                return self._open(stored) == secret
+
+            async with self.db.write() as conn:
+                await conn.run_sync(
+                    operational.sync_settings_webhook_sync,
+                    url,
+                    secret_enc,
+                    opens,
+                    utcnow(),
+                )
+        except Exception:
+            log.exception("storing the operational webhook of the settings failed")
+            return
+        self._operational_synced = True
+
+    async def list_operational_webhooks(self) -> list[EndpointRow]:
+        """Every operational webhook, the settings' one first."""
+        if not self._operational_synced:
+            await self.sync_operational_settings()
+        async with self.db.read() as conn:
+            return await conn.run_sync(operational.operational_endpoints_sync)
+
+    async def create_operational_webhook(self, fields: EndpointFields) -> tuple[EndpointRow, str]:
+        """A new operational webhook (``fields.url`` and ``fields.enabled_events`` set) and its
+        secret."""
+        async with self.db.write() as conn:
+            await conn.run_sync(operational.ensure_operator_sync, utcnow())
+            endpoint_id, secret = await self._insert(
+                conn, operational.OPERATOR_USER_ID, fields, primary=False
+            )
+            created = await endpoint_sql.get(conn, operational.OPERATOR_USER_ID, endpoint_id)
+        assert created is not None
+        return created, secret
 
     # --- publishing ---------------------------------------------------------------------
 
@@ -585,6 +678,8 @@ class Store:
 
     async def record(self, worker: str, records: Sequence[AttemptRecord]) -> list[str]:
         """Record attempts and their consequences atomically."""
+        if not self._operational_synced:
+            await self.sync_operational_settings()
         return await self.queue.record(worker, records, utcnow())
 
     async def release(self, worker: str, log_ids: Sequence[str]) -> int:

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline import ids
-from hookline.store.schema import PRIMARY_SLOT, endpoints
+from hookline.store.schema import PRIMARY_SLOT, DisabledReason, endpoints
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class EndpointRow:
     old_secrets: list[dict[str, Any]]  #: [{"enc": fernet token, "until": epoch seconds}]
     created_at: datetime
     updated_at: datetime
+    disabled_at: datetime | None = None  #: when it was switched off (None while enabled)
+    disabled_reason: DisabledReason | None = None  #: why it was switched off
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,14 @@ COLUMNS = (
     endpoints.c.old_secrets,
     endpoints.c.created_at,
     endpoints.c.updated_at,
+    endpoints.c.disabled_at,
+    endpoints.c.disabled_reason,
 )
 
 
 def endpoint_from(values: Mapping[Any, Any], prefix: str = "") -> EndpointRow:
     """An EndpointRow from a row's mapping whose endpoint columns carry ``prefix``."""
+    reason = values[prefix + "disabled_reason"]
     return EndpointRow(
         id=values[prefix + "id"],
         user_id=values[prefix + "user_id"],
@@ -82,6 +87,8 @@ def endpoint_from(values: Mapping[Any, Any], prefix: str = "") -> EndpointRow:
         old_secrets=json.loads(values[prefix + "old_secrets"]),
         created_at=values[prefix + "created_at"],
         updated_at=values[prefix + "updated_at"],
+        disabled_at=values[prefix + "disabled_at"],
+        disabled_reason=None if reason is None else DisabledReason(reason),
     )
 
 
@@ -167,6 +174,7 @@ async def insert_one(
     """Create an endpoint (``fields.url`` and ``fields.enabled_events`` set); returns its id."""
     assert fields.url is not None and fields.enabled_events is not None
     endpoint_id = ids.new_id()
+    enabled = True if fields.enabled is None else fields.enabled
     await conn.execute(
         insert(endpoints).values(
             id=endpoint_id,
@@ -174,7 +182,9 @@ async def insert_one(
             slot=PRIMARY_SLOT if primary else endpoint_id,
             url=fields.url,
             description=fields.description or "",
-            enabled=True if fields.enabled is None else fields.enabled,
+            enabled=enabled,
+            disabled_at=None if enabled else now,
+            disabled_reason=None if enabled else DisabledReason.USER.value,
             enabled_events=json.dumps(list(fields.enabled_events)),
             headers=json.dumps(dict(fields.headers or {})),
             rate_limit=fields.rate_limit,
@@ -197,7 +207,7 @@ async def update_one(
     if fields.description is not None:
         values["description"] = fields.description
     if fields.enabled is not None:
-        values["enabled"] = fields.enabled
+        values.update(switched(fields.enabled, now))
     if fields.enabled_events is not None:
         values["enabled_events"] = json.dumps(list(fields.enabled_events))
     if fields.headers is not None:
@@ -207,6 +217,63 @@ async def update_one(
     elif fields.rate_limit is not None:
         values["rate_limit"] = fields.rate_limit
     await conn.execute(update(endpoints).where(endpoints.c.id == endpoint_id).values(**values))
+
+
+def switched(enabled: bool, now: datetime) -> dict[str, Any]:
+    """The column values that switch an endpoint on or off by its user's hand.
+
+    Switching off records ``user`` as the reason, unless the endpoint is already off (then
+    the first reason and time stay). Switching on clears the reason and the failure streak,
+    unless it is already on (then the streak stays: asking for what is already so must not
+    wipe the auto-disable rule's count). ``failing_notified_at`` stays either way: the
+    endpoint.failing notice is sent at most once a day per endpoint."""
+    was_on = endpoints.c.enabled
+    if not enabled:
+        return {
+            "enabled": False,
+            "disabled_at": case(
+                (was_on, literal(now, endpoints.c.disabled_at.type)), else_=endpoints.c.disabled_at
+            ),
+            "disabled_reason": case(
+                (was_on, DisabledReason.USER.value),
+                else_=func.coalesce(endpoints.c.disabled_reason, DisabledReason.USER.value),
+            ),
+        }
+    return {
+        "enabled": True,
+        "disabled_at": None,
+        "disabled_reason": None,
+        "failure_streak": case((was_on, endpoints.c.failure_streak), else_=0),
+        "failing_since": case((was_on, endpoints.c.failing_since), else_=None),
+    }
+
+
+#: The reasons a successful test lifts: hookline switched the endpoint off, not its user.
+AUTOMATIC = (DisabledReason.GONE.value, DisabledReason.FAILING.value)
+
+
+async def reenable_automatic(
+    conn: AsyncConnection, endpoint_id: str, now: datetime
+) -> EndpointRow | None:
+    """Switch back on an endpoint hookline switched off (``gone`` or ``failing``), clearing
+    its reason and streak; returns it as it was, or None when there was nothing to do."""
+    row = (
+        await conn.execute(
+            select(*COLUMNS).where(
+                endpoints.c.id == endpoint_id,
+                ~endpoints.c.enabled,
+                endpoints.c.disabled_reason.in_(AUTOMATIC),
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    changed = await conn.execute(
+        update(endpoints)
+        .where(endpoints.c.id == endpoint_id, endpoints.c.disabled_reason.in_(AUTOMATIC))
+        .values(updated_at=now, **switched(True, now))
+    )
+    return _endpoint(row) if changed.rowcount == 1 else None
 
 
 async def set_secrets(

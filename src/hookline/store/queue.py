@@ -14,7 +14,7 @@ import enum
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import (
@@ -38,6 +38,7 @@ from hookline import ids
 from hookline.store.endpoints import COLUMNS as ENDPOINT_COLUMNS
 from hookline.store.endpoints import EndpointRow, endpoint_from
 from hookline.store.schema import (
+    DisabledReason,
     Status,
     Timestamp,
     Trigger,
@@ -133,6 +134,110 @@ class AttemptRecord:
     delivery_id: str = ""  #: the receiver-facing id, for log messages
     trigger: Trigger = Trigger.SCHEDULED  #: what set off this attempt
     request_headers: str | None = None  #: the headers sent, as a JSON object (None: none sent)
+    gone: bool = False  #: the receiver answered 410 Gone: switch its endpoint off now
+
+
+@dataclass(frozen=True)
+class EndpointRules:
+    """What finished deliveries do to their endpoint (``Settings``: ``auto_disable_*``,
+    ``failing_notice_after``); 0 turns a rule off. ``notice_attempts`` is how many attempts
+    an operational notice gets."""
+
+    disable_after_s: float = 0.0  #: every delivery failed for this long: disable (failing)
+    disable_after_failures: int = 0  #: this many failed deliveries in a row: disable (failing)
+    notice_after: int = 0  #: a streak this long sends endpoint.failing (once a day at most)
+    notice_attempts: int = 4
+
+
+#: How often at most an endpoint.failing notice goes out about one endpoint.
+NOTICE_EVERY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class StreakChange:
+    """What one batch of finished deliveries says about one endpoint."""
+
+    reset: bool  #: one succeeded: the streak starts again from the failures after it
+    failed: int  #: failed deliveries after the last success (all of them, without one)
+    gone: bool  #: one was answered 410 Gone
+
+
+def streak_changes(finished: Sequence[tuple[str, Status, bool]]) -> dict[str, StreakChange]:
+    """(endpoint id, final status, gone) of finished deliveries, in the order they finished,
+    folded into one change per endpoint."""
+    changes: dict[str, StreakChange] = {}
+    for endpoint_id, status, gone in finished:
+        was = changes.get(endpoint_id, StreakChange(False, 0, False))
+        if status is Status.SUCCEEDED:
+            changes[endpoint_id] = StreakChange(True, 0, was.gone)
+        else:
+            changes[endpoint_id] = StreakChange(was.reset, was.failed + 1, was.gone or gone)
+    return changes
+
+
+@dataclass(frozen=True)
+class StreakState:
+    """An endpoint's switch and failure streak, as stored."""
+
+    enabled: bool
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    failure_streak: int
+    failing_since: datetime | None
+    failing_notified_at: datetime | None
+
+
+def next_streak(
+    state: StreakState, change: StreakChange, now: datetime, rules: EndpointRules
+) -> tuple[StreakState, list[str]]:
+    """The endpoint's state after ``change``, and the notices it sends (``NoticeKind``
+    values). ``queue_postgres._RECORD`` says the same in SQL; the conformance suite holds
+    both to it."""
+    streak = change.failed if change.reset else state.failure_streak + change.failed
+    if change.failed == 0:
+        since = None if change.reset else state.failing_since
+    else:
+        since = now if change.reset or state.failing_since is None else state.failing_since
+    disable: DisabledReason | None = None
+    if state.enabled and change.gone:
+        disable = DisabledReason.GONE
+    elif state.enabled and streak > 0 and since is not None:
+        too_many = 0 < rules.disable_after_failures <= streak
+        too_long = rules.disable_after_s > 0 and since <= now - timedelta(
+            seconds=rules.disable_after_s
+        )
+        if too_many or too_long:
+            disable = DisabledReason.FAILING
+    notices = []
+    notified = state.failing_notified_at
+    if (
+        state.enabled
+        and change.reset
+        and state.failing_since is not None
+        and notified is not None
+        and notified >= state.failing_since
+    ):
+        notices.append("endpoint.recovered")
+    if disable is not None:
+        notices.append("endpoint.disabled")
+    elif (
+        state.enabled
+        and 0 < rules.notice_after <= streak
+        and (notified is None or notified <= now - NOTICE_EVERY)
+    ):
+        notified = now
+        notices.append("endpoint.failing")
+    return (
+        StreakState(
+            enabled=state.enabled and disable is None,
+            disabled_at=now if disable is not None else state.disabled_at,
+            disabled_reason=disable.value if disable is not None else state.disabled_reason,
+            failure_streak=streak,
+            failing_since=since,
+            failing_notified_at=notified,
+        ),
+        notices,
+    )
 
 
 class Requeued(enum.StrEnum):

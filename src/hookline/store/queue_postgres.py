@@ -15,16 +15,25 @@ from hookline.store import listen as listening
 from hookline.store.db import Database
 from hookline.store.endpoints import EndpointRow, endpoint_from
 from hookline.store.endpoints import of_user as endpoints_of_user
+from hookline.store.operational import (
+    BY_DELIVERY,
+    DISABLED,
+    FAILING,
+    OPERATOR_USER_ID,
+    RECOVERED,
+)
 from hookline.store.queue import (
     DEFER,
     ENDPOINT_PREFIX,
     ENDPOINTS_OF_USERS,
     MESSAGE_COLUMNS,
     NEXT_DUE,
+    NOTICE_EVERY,
     NOTIFY_CHANNEL,
     PREFIXED_ENDPOINT_COLUMNS,
     AttemptRecord,
     Claimed,
+    EndpointRules,
     Enqueued,
     NewEvent,
     Requeued,
@@ -40,8 +49,19 @@ from hookline.store.queue import (
     unsent_for,
     window_of,
 )
-from hookline.store.schema import PRIMARY_SLOT, Status, Trigger, endpoints, messages
+from hookline.store.schema import (
+    PRIMARY_SLOT,
+    DisabledReason,
+    Status,
+    Trigger,
+    endpoints,
+    messages,
+)
 from hookline.timeutil import to_micros
+
+#: ``to_char``'s pattern for the API's times (without the ``Z``), passed as a parameter: its
+#: colons would read as bind parameters in the statement's text.
+ISO_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS'
 
 #: The advisory lock key of the one maintainer at a time: "hook" in ASCII.
 MAINTENANCE_LOCK_KEY = 0x686F6F6B
@@ -160,9 +180,55 @@ _TAKE_STARTS = text(
     """
 )
 
+# What a batch's finished deliveries do to their endpoints, in SQL (``queue.next_streak``
+# says the same in Python). Each SET expression sees the row as it was. ``was`` locks the
+# endpoints in id order first (concurrent workers then never wait on each other in a
+# cycle) and keeps the locked values, for telling what changed.
+_STREAK = "(CASE WHEN c.reset THEN c.failed ELSE e.failure_streak + c.failed END)"
+_SINCE = (
+    "(CASE WHEN c.failed = 0 THEN (CASE WHEN c.reset THEN NULL ELSE e.failing_since END)"
+    " WHEN c.reset THEN p.now"
+    " ELSE coalesce(e.failing_since, p.now) END)"
+)
+_DISABLE = (
+    f"(CASE WHEN NOT e.enabled THEN NULL WHEN c.gone THEN '{DisabledReason.GONE.value}'"
+    f" WHEN {_STREAK} > 0 AND ((p.after_failures > 0 AND {_STREAK} >= p.after_failures)"
+    f" OR (p.after_us > 0 AND {_SINCE} <= p.now - p.after_us))"
+    f" THEN '{DisabledReason.FAILING.value}' END)"
+)
+
+
+def _iso(micros: str) -> str:
+    """SQL for a BIGINT of epoch microseconds as the API writes times (``timeutil.iso_millis``)
+    in JSON: ``"2024-11-14T10:05:00.000Z"``, or ``null``."""
+    moment = f"(TIMESTAMP 'epoch' + {micros} * INTERVAL '1 microsecond')"
+    return f"coalesce('\"' || to_char({moment}, p.iso_format) || 'Z\"', 'null')"
+
+
+# A notice's data (``operational.Notice.data``), byte for byte as payload.dumps writes it.
+_NOTICE_COMMON = (
+    """'{"endpointId":' || CAST(to_json(s.id) AS text)"""
+    """ || ',"userId":' || CAST(to_json(s.user_id) AS text)"""
+    """ || ',"url":' || CAST(to_json(s.url) AS text)"""
+)
+_NOTICE_STREAK = (
+    """ || ',"failureStreak":' || CAST(s.failure_streak AS text)"""
+    f""" || ',"failingSince":' || {_iso("s.failing_since")} || '}}'"""
+)
+_NOTICE_DATA = (
+    f"(CASE k.event WHEN '{RECOVERED}' THEN {_NOTICE_COMMON}"
+    f""" || ',"recoveredAt":' || {_iso("p.now")} || ',"recoveredBy":"{BY_DELIVERY}"}}'"""
+    f" WHEN '{DISABLED}' THEN {_NOTICE_COMMON}"
+    """ || ',"reason":' || CAST(to_json(s.disabled_reason) AS text)"""
+    f""" || ',"disabledAt":' || {_iso("p.now")} {_NOTICE_STREAK}"""
+    f" ELSE {_NOTICE_COMMON} {_NOTICE_STREAK} END)"
+)
+
 # Each outcome's attempt row, the move of its delivery (only while this worker's lease
-# holds) and the counters of those that finished, in one statement. The counters are
-# upserted in key order, so concurrent workers lock them in the same order.
+# holds), the counters of those that finished and their endpoints' failure streaks (with
+# any automatic disable), in one statement. The counters are upserted in key order, so
+# concurrent workers lock them in the same order. Returns the ids moved and the endpoints
+# whose change sends a notice.
 _RECORD = text(
     f"""
     WITH outcome AS (
@@ -171,9 +237,11 @@ _RECORD = text(
             CAST(:codes AS integer[]), CAST(:errors AS text[]), CAST(:next_at AS bigint[]),
             CAST(:finished_at AS bigint[]), CAST(:delivered_at AS bigint[]),
             CAST(:started_at AS bigint[]), CAST(:durations AS integer[]),
-            CAST(:excerpts AS text[]), CAST(:triggers AS text[]), CAST(:headers AS text[])
-        ) AS o(id, status, attempt, code, error, next_at, finished_at, delivered_at,
-               started_at, duration_ms, excerpt, trigger, headers)
+            CAST(:excerpts AS text[]), CAST(:triggers AS text[]), CAST(:headers AS text[]),
+            CAST(:gone AS boolean[])
+        ) WITH ORDINALITY AS o(id, status, attempt, code, error, next_at, finished_at,
+                               delivered_at, started_at, duration_ms, excerpt, trigger,
+                               headers, gone, n)
     ),
     attempt_rows AS (
         INSERT INTO delivery_attempts
@@ -192,7 +260,7 @@ _RECORD = text(
         FROM outcome AS o
         WHERE d.id = o.id AND d.status = '{Status.IN_FLIGHT.value}' AND d.lease_owner = :worker
         RETURNING d.id, d.user_id, coalesce(d.endpoint_id, '') AS endpoint_id, d.event,
-                  o.status, o.attempt
+                  o.status, o.attempt, o.gone, o.n
     ),
     counted AS (
         INSERT INTO delivery_stats (user_id, endpoint_id, event, successful, failed,
@@ -207,8 +275,94 @@ _RECORD = text(
             successful = delivery_stats.successful + excluded.successful,
             failed = delivery_stats.failed + excluded.failed,
             attempts_sum = delivery_stats.attempts_sum + excluded.attempts_sum
+    ),
+    rules AS (
+        SELECT CAST(:now AS bigint) AS now, CAST(:after_us AS bigint) AS after_us,
+               CAST(:after_failures AS integer) AS after_failures,
+               CAST(:notice_after AS integer) AS notice_after,
+               CAST(:notice_every AS bigint) AS notice_every,
+               CAST(:notice_attempts AS integer) AS notice_attempts,
+               CAST(:iso_format AS text) AS iso_format
+    ),
+    ended AS (
+        SELECT endpoint_id, status, gone, n,
+               max(n) FILTER (WHERE status = '{Status.SUCCEEDED.value}')
+                   OVER (PARTITION BY endpoint_id) AS last_ok
+        FROM moved WHERE status <> '{Status.PENDING.value}' AND endpoint_id <> ''
+    ),
+    change AS (
+        SELECT endpoint_id AS id, bool_or(last_ok IS NOT NULL) AS reset,
+               count(*) FILTER (
+                   WHERE status = '{Status.FAILED.value}' AND n > coalesce(last_ok, 0)
+               ) AS failed,
+               bool_or(gone AND status = '{Status.FAILED.value}') AS gone
+        FROM ended GROUP BY endpoint_id
+    ),
+    was AS (
+        SELECT e.id, e.enabled, e.failing_since, e.failing_notified_at
+        FROM endpoints AS e WHERE e.id IN (SELECT id FROM change)
+        ORDER BY e.id FOR UPDATE
+    ),
+    streaked AS (
+        UPDATE endpoints AS e SET
+            failure_streak = {_STREAK},
+            failing_since = {_SINCE},
+            enabled = e.enabled AND {_DISABLE} IS NULL,
+            disabled_at = CASE WHEN {_DISABLE} IS NULL THEN e.disabled_at ELSE p.now END,
+            disabled_reason = coalesce({_DISABLE}, e.disabled_reason),
+            failing_notified_at = CASE
+                WHEN {_DISABLE} IS NULL AND e.enabled AND p.notice_after > 0
+                     AND {_STREAK} >= p.notice_after
+                     AND (e.failing_notified_at IS NULL
+                          OR e.failing_notified_at <= p.now - p.notice_every)
+                THEN p.now ELSE e.failing_notified_at END
+        FROM was JOIN change AS c ON c.id = was.id CROSS JOIN rules AS p
+        WHERE e.id = was.id
+        RETURNING e.id, e.user_id, e.url, e.disabled_at, e.disabled_reason, e.failure_streak,
+                  e.failing_since,
+                  (c.reset AND was.enabled AND was.failing_since IS NOT NULL
+                   AND was.failing_notified_at >= was.failing_since) AS recovered,
+                  (was.enabled AND NOT e.enabled) AS disabled,
+                  (e.failing_notified_at = p.now
+                   AND was.failing_notified_at IS DISTINCT FROM e.failing_notified_at) AS failing
+    ),
+    noticed AS (
+        SELECT s.*, k.event, k.ord, {_NOTICE_DATA} AS data
+        FROM streaked AS s CROSS JOIN rules AS p
+        CROSS JOIN LATERAL (VALUES ('{RECOVERED}', 1, s.recovered), ('{DISABLED}', 2, s.disabled),
+                                   ('{FAILING}', 3, s.failing)) AS k(event, ord, wanted)
+        WHERE k.wanted
+    ),
+    numbered AS (
+        SELECT n.*, CAST(:notice_prefix AS text)
+                    || lpad(CAST(row_number() OVER (ORDER BY n.id, n.ord) AS text), 3, '0')
+                    AS message_id
+        FROM noticed AS n
+    ),
+    targets AS (
+        SELECT n.message_id, n.event, h.id AS hook_id, h.url,
+               row_number() OVER (PARTITION BY n.message_id ORDER BY h.created_at, h.id) AS r
+        FROM numbered AS n JOIN endpoints AS h
+          ON h.user_id = '{OPERATOR_USER_ID}' AND h.enabled AND h.id <> n.id
+         AND CAST(h.enabled_events AS jsonb) ? n.event
+        WHERE h.id NOT IN (SELECT id FROM streaked WHERE disabled)
+    ),
+    notice_messages AS (
+        INSERT INTO messages (id, user_id, event, data, created_at)
+        SELECT n.message_id, '{OPERATOR_USER_ID}', n.event, convert_to(n.data, 'UTF8'), p.now
+        FROM numbered AS n CROSS JOIN rules AS p
+        WHERE n.message_id IN (SELECT message_id FROM targets)
+    ),
+    notice_deliveries AS (
+        INSERT INTO deliveries (id, delivery_id, user_id, endpoint_id, event, url, body,
+                                message_id, status, attempts, max_attempts, next_attempt_at,
+                                created_at)
+        SELECT t.message_id || lpad(CAST(t.r AS text), 2, '0'), CAST(gen_random_uuid() AS text),
+               '{OPERATOR_USER_ID}', t.hook_id, t.event, t.url, CAST('' AS bytea), t.message_id,
+               '{Status.PENDING.value}', 0, p.notice_attempts, p.now, p.now
+        FROM targets AS t CROSS JOIN rules AS p
     )
-    SELECT id FROM moved
+    SELECT array_agg(id) AS moved FROM moved
     """
 )
 
@@ -220,8 +374,9 @@ def _micros(moment: datetime | None) -> int | None:
 class PostgresQueue:
     """``Queue`` on PostgreSQL (see ``hookline.store.queue``)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, rules: EndpointRules | None = None) -> None:
         self.db = db
+        self.rules = rules or EndpointRules()
 
     async def enqueue(self, event: NewEvent, now: datetime, max_attempts: int) -> Enqueued:
         params = {
@@ -328,9 +483,19 @@ class PostgresQueue:
             "excerpts": [r.response_excerpt for r in records],
             "triggers": [r.trigger.value for r in records],
             "headers": [r.request_headers for r in records],
+            "gone": [r.gone for r in records],
+            "now": now_us,
+            "after_us": int(self.rules.disable_after_s * 1_000_000),
+            "after_failures": self.rules.disable_after_failures,
+            "notice_after": self.rules.notice_after,
+            "notice_every": int(NOTICE_EVERY.total_seconds() * 1_000_000),
+            "notice_attempts": self.rules.notice_attempts,
+            "notice_prefix": ids.new_id(),
+            "iso_format": ISO_FORMAT,
         }
         async with self.db.write_once() as conn:
-            return [row.id for row in await conn.execute(_RECORD, params)]
+            row = (await conn.execute(_RECORD, params)).one()
+        return list(row.moved or [])
 
     async def release(self, worker: str, log_ids: Sequence[str], now: datetime) -> int:
         if not log_ids:

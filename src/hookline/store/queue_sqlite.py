@@ -16,6 +16,7 @@ from hookline.store import sqlite_watch
 from hookline.store.db import Database
 from hookline.store.endpoints import COLUMNS as ENDPOINT_COLUMNS
 from hookline.store.endpoints import EndpointRow, endpoint_from
+from hookline.store.operational import apply_streaks_sync, enqueue_notices_sync
 from hookline.store.queue import (
     DEFER,
     HELD,
@@ -24,6 +25,7 @@ from hookline.store.queue import (
     NEXT_DUE,
     AttemptRecord,
     Claimed,
+    EndpointRules,
     Enqueued,
     Finished,
     NewEvent,
@@ -41,6 +43,7 @@ from hookline.store.queue import (
     reclaim_statement,
     release_statement,
     requeue_sync,
+    streak_changes,
     tally,
     window_of,
 )
@@ -106,10 +109,15 @@ def _claim_sync(
 
 
 def _record_sync(
-    conn: Connection, worker: str, records: Sequence[AttemptRecord], now: datetime
+    conn: Connection,
+    worker: str,
+    records: Sequence[AttemptRecord],
+    now: datetime,
+    rules: EndpointRules,
 ) -> list[str]:
     """Attempt rows for every outcome (the request was made even if the lease was lost);
-    moves and counters only for deliveries this worker still holds."""
+    moves, counters, failure streaks and notices only for deliveries this worker still
+    holds."""
     conn.execute(INSERT_ATTEMPTS, attempt_rows(records))
     # SQLite's writer lock keeps anyone from reclaiming these until this commits.
     held = conn.execute(HELD, {"b_ids": [r.log_id for r in records], "b_worker": worker})
@@ -130,14 +138,22 @@ def _record_sync(
         if r.next_status is not Status.PENDING
     ]
     bump_stats_sync(conn, *tally(finished), sign=1)
+    ended = [
+        (owned[r.log_id].endpoint_id, r.next_status, r.gone)
+        for r in mine
+        if r.next_status is not Status.PENDING and owned[r.log_id].endpoint_id is not None
+    ]
+    notices = apply_streaks_sync(conn, streak_changes(ended), now, rules)
+    enqueue_notices_sync(conn, notices, now, rules.notice_attempts)
     return [r.log_id for r in mine]
 
 
 class SqliteQueue:
     """``Queue`` on SQLite (see ``hookline.store.queue``)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, rules: EndpointRules | None = None) -> None:
         self.db = db
+        self.rules = rules or EndpointRules()
 
     async def enqueue(self, event: NewEvent, now: datetime, max_attempts: int) -> Enqueued:
         [result] = await self.db.run_write(
@@ -164,7 +180,9 @@ class SqliteQueue:
     ) -> list[str]:
         if not records:
             return []
-        return await self.db.run_write(lambda conn: _record_sync(conn, worker, records, now))
+        return await self.db.run_write(
+            lambda conn: _record_sync(conn, worker, records, now, self.rules)
+        )
 
     async def release(self, worker: str, log_ids: Sequence[str], now: datetime) -> int:
         if not log_ids:

@@ -93,17 +93,23 @@ async def get_user(conn: AsyncConnection, user_id: str) -> User | None:
     return None if row is None else User(row.id, row.name, row.is_admin)
 
 
+#: The reserved user that owns the operational webhooks (``operational.OPERATOR_USER_ID``):
+#: not a person, so never counted, listed or given a token.
+RESERVED_USER_ID = "operator"
+
+
 async def count_users(conn: AsyncConnection) -> int:
     """How many users exist (to know whether this is a first start)."""
-    return int((await conn.execute(select(func.count()).select_from(users))).scalar_one())
+    query = select(func.count()).select_from(users).where(users.c.id != RESERVED_USER_ID)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def list_users(conn: AsyncConnection) -> list[UserListing]:
     """Every user, oldest first."""
     rows = await conn.execute(
-        select(users.c.id, users.c.name, users.c.is_admin, users.c.created_at).order_by(
-            users.c.created_at, users.c.id
-        )
+        select(users.c.id, users.c.name, users.c.is_admin, users.c.created_at)
+        .where(users.c.id != RESERVED_USER_ID)
+        .order_by(users.c.created_at, users.c.id)
     )
     return [UserListing(row.id, row.name, row.is_admin, row.created_at) for row in rows]
 

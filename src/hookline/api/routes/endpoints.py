@@ -73,6 +73,8 @@ def _view(endpoint: EndpointRow) -> EndpointView:
         primary=endpoint.primary,
         createdAt=iso_millis(endpoint.created_at),
         updatedAt=iso_millis(endpoint.updated_at),
+        disabledAt=iso(endpoint.disabled_at),
+        disabledReason=endpoint.disabled_reason,
     )
 
 

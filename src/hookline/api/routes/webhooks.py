@@ -93,6 +93,8 @@ def _config_view(endpoint: EndpointRow) -> ConfigView:
         enabledEvents=endpoint.enabled_events,
         createdAt=iso_millis(endpoint.created_at),
         updatedAt=iso_millis(endpoint.updated_at),
+        disabledAt=iso(endpoint.disabled_at),
+        disabledReason=endpoint.disabled_reason,
     )
 
 
@@ -243,6 +245,9 @@ async def deliver_test(
     record = decide(job, outcome, started_at, policy_for(settings), sent)
     metrics.attempted(TEST_EVENT, outcome, record.next_status)
     await store.record(owner, [record])
+    if outcome.ok and job.delivery.endpoint_id is not None:
+        # The receiver answers again: lift an automatic disable (gone, failing).
+        await store.reenable_after_test(job.delivery.endpoint_id)
     if outcome.ok and outcome.status_code is not None:
         return TestSuccess(statusCode=outcome.status_code, deliveryId=job.delivery.delivery_id)
     return TestFailure(

@@ -8,6 +8,8 @@
   const TOKEN_KEY = 'hookline.token';
   const PAGE_SIZE = 20;
   const AUTO_REFRESH_MS = 5000;
+  const FOLLOW_MS = 500; // while a resend or a recovery is under way
+  const FOLLOW_MAX_MS = 60000;
   const REJECTED_MSG = 'Your token was rejected; sign in again.';
   const API = '/api/webhooks';
 
@@ -26,11 +28,14 @@
     logs: { offset: 0, event: '', success: '', total: 0, key: '', inflight: 0 },
     stats: { key: '', inflight: 0 },
     chart: { window: '7d', data: null, key: '' },
-    detail: { id: null, status: null, key: '', returnId: null },
+    detail: { id: null, status: null, key: '', returnId: null, row: null },
+    resend: null, // {id, attempts, error}: the last resend and how it went
+    recover: { endpointId: null, taskId: null, returnFocus: null, previous: false, watching: new Set() },
     gen: { logs: 0, stats: 0, chart: 0, detail: 0, endpoints: 0 },
     errors: new Map(),
     errorsText: '',
     timer: null,
+    clock: null, // updates relative times ("in 2 minutes") every second
   };
 
   /* ------------------------------------------------------------------ utils */
@@ -83,6 +88,36 @@
     if (!d) return document.createTextNode(iso ? String(iso) : '—');
     return h('time', { datetime: iso, title: iso }, fmt.format(d));
   }
+
+  const exactFmt = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'long' });
+  const relativeFmt = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
+
+  /** "in 2 minutes", "3 hours ago"; kind 'next' says "due now" once the time has come. */
+  function relativeText(d, kind) {
+    const secs = Math.round((d.getTime() - Date.now()) / 1000);
+    if (kind === 'next' && secs <= 0) return 'due now';
+    const abs = Math.abs(secs);
+    if (abs < 60) return relativeFmt.format(secs, 'second');
+    if (abs < 3600) return relativeFmt.format(Math.round(secs / 60), 'minute');
+    if (abs < 86400) return relativeFmt.format(Math.round(secs / 3600), 'hour');
+    return relativeFmt.format(Math.round(secs / 86400), 'day');
+  }
+
+  /** <time> saying how far away it is; the exact time on hover (title) and in datetime. */
+  function relTimeEl(iso, kind) {
+    const d = parseDate(iso);
+    if (!d) return document.createTextNode('—');
+    return h('time', { datetime: iso, title: exactFmt.format(d), 'data-rel': kind }, relativeText(d, kind));
+  }
+
+  function updateRelativeTimes() {
+    for (const el of document.querySelectorAll('time[data-rel]')) {
+      const d = parseDate(el.getAttribute('datetime'));
+      if (d) setText(el, relativeText(d, el.dataset.rel));
+    }
+  }
+
+  const sleep = (ms) => new Promise((resolve) => { window.setTimeout(resolve, ms); });
 
   function show(el, visible) {
     el.hidden = !visible;
@@ -193,6 +228,7 @@
     stats: 'Could not load statistics',
     chart: 'Could not load the chart',
     detail: 'Could not load the delivery details',
+    reenable: 'Could not re-enable the endpoint',
   };
 
   function reportError(source, err) {
@@ -307,7 +343,11 @@
     state.logs = { offset: 0, event: '', success: '', total: 0, key: '', inflight: 0 };
     state.stats = { key: '', inflight: 0 };
     state.chart = { window: '7d', data: null, key: '' };
-    state.detail = { id: null, status: null, key: '', returnId: null };
+    parkDetail();
+    state.detail = { id: null, status: null, key: '', returnId: null, row: null };
+    state.resend = null;
+    closeRecover(false);
+    state.recover = { endpointId: null, taskId: null, returnFocus: null, previous: false, watching: new Set() };
     clearAllErrors();
 
     $('config-url').value = '';
@@ -356,8 +396,9 @@
     setText($('logs-page-info'), '');
     $('logs-prev').disabled = true;
     $('logs-next').disabled = true;
-    show($('log-detail'), false);
     $('detail-body').replaceChildren();
+    setStatus($('logs-status'), '');
+    $('editor-banner').replaceChildren();
     setText($('last-updated'), '');
   }
 
@@ -455,19 +496,48 @@
     return parts.join(' · ');
   }
 
+  // Why an endpoint is disabled (its disabledReason), in words.
+  const DISABLED_REASON = {
+    gone: ['Disabled automatically', 'its receiver answered 410 Gone, which says the URL is no longer in use.'],
+    failing: ['Disabled automatically', 'deliveries to it kept failing.'],
+    user: ['Disabled by hand', 'someone switched it off.'],
+  };
+
+  /** The banner on an endpoint that was disabled (with when and why), or null. */
+  function disabledBanner(ep) {
+    if (ep.enabled || (!ep.disabledAt && !ep.disabledReason)) return null;
+    const reason = ep.disabledReason || '';
+    const [what, why] = DISABLED_REASON[reason] || ['Disabled', reason ? `reason: ${reason}.` : 'no reason recorded.'];
+    const when = ep.disabledAt
+      ? [' on ', timeEl(ep.disabledAt), ' (', relTimeEl(ep.disabledAt, 'past'), ')']
+      : [];
+    const advice = reason === 'user' ? ''
+      : ' Fix the receiver, then re-enable it (a successful test webhook does too); Recover then sends the deliveries that failed meanwhile.';
+    return h('div', {
+      class: 'banner warn', 'data-testid': 'disabled-banner', 'data-reason': reason, 'data-id': ep.id,
+    },
+    h('p', { 'data-testid': 'disabled-reason' }, h('strong', null, what), ...when, `: ${why}`,
+      ' No events are sent to it until it is re-enabled.', advice),
+    h('button', {
+      type: 'button', 'data-action': 'reenable', 'data-id': ep.id, 'data-testid': 'reenable',
+    }, 'Re-enable', h('span', { class: 'visually-hidden' }, ` ${endpointLabel(ep)}`)));
+  }
+
   function renderEndpointRows() {
     const body = $('endpoint-rows');
     // keep keyboard focus on the same button of the same row across the re-render
     const active = document.activeElement;
     const focused = active && body.contains(active) && active.dataset.action
-      ? { id: active.closest('tr').dataset.id, action: active.dataset.action } : null;
+      ? { id: active.dataset.id, action: active.dataset.action } : null;
 
-    const rows = state.endpoints.map((ep) => {
+    const rows = state.endpoints.flatMap((ep) => {
       const isSelected = ep.id === state.selectedId;
       const hiddenName = h('span', { class: 'visually-hidden' }, ` ${endpointLabel(ep)}`);
       const extras = endpointExtras(ep);
-      return h('tr', {
-        'data-testid': 'endpoint-row', 'data-id': ep.id, class: isSelected ? 'selected' : null,
+      const banner = disabledBanner(ep);
+      const row = h('tr', {
+        'data-testid': 'endpoint-row', 'data-id': ep.id,
+        class: [isSelected ? 'selected' : '', banner ? 'has-banner' : ''].join(' ').trim() || null,
       },
       h('td', { class: 'endpoint-cell' },
         h('code', { class: 'endpoint-url', 'data-testid': 'endpoint-url' }, ep.url),
@@ -481,18 +551,25 @@
       h('td', { class: 'opt small' }, eventsSummary(ep), extras ? h('span', { class: 'muted endpoint-extras' }, extras) : null),
       h('td', { class: 'endpoint-actions' },
         h('button', {
-          type: 'button', 'data-action': 'manage', 'data-testid': 'endpoint-manage',
+          type: 'button', 'data-action': 'manage', 'data-id': ep.id, 'data-testid': 'endpoint-manage',
           'aria-controls': 'editor',
         }, 'Manage', hiddenName.cloneNode(true)),
         h('button', {
-          type: 'button', 'data-action': 'toggle', 'data-testid': 'endpoint-toggle',
-        }, ep.enabled ? 'Disable' : 'Enable', hiddenName)));
+          type: 'button', 'data-action': 'toggle', 'data-id': ep.id, 'data-testid': 'endpoint-toggle',
+        }, ep.enabled ? 'Disable' : 'Enable', hiddenName.cloneNode(true)),
+        h('button', {
+          type: 'button', 'data-action': 'recover', 'data-id': ep.id, 'data-testid': 'endpoint-recover',
+          'aria-haspopup': 'dialog',
+        }, 'Recover', hiddenName)));
+      if (!banner) return [row];
+      return [row, h('tr', { class: 'banner-row', 'data-testid': 'endpoint-banner-row', 'data-for': ep.id },
+        h('td', { colspan: '4' }, banner))];
     });
     body.replaceChildren(...rows);
 
     if (focused) {
-      const row = body.querySelector(`tr[data-id="${CSS.escape(focused.id)}"]`);
-      const again = row && row.querySelector(`[data-action="${focused.action}"]`);
+      const again = body.querySelector(
+        `[data-id="${CSS.escape(focused.id)}"][data-action="${CSS.escape(focused.action)}"]`);
       if (again) again.focus();
       else focusEl($('editor-title'));
     }
@@ -520,6 +597,7 @@
     if (V.endpointId === endpointId) return;
     V.endpointId = endpointId;
     $('view-endpoint').value = endpointId;
+    closeDetail(false);
     state.logs.offset = 0;
     state.logs.key = '';
     state.stats.key = '';
@@ -602,6 +680,7 @@
 
     const meta = $('config-meta');
     meta.replaceChildren();
+    $('editor-banner').replaceChildren();
     if (ep) {
       const parts = [];
       if (ep.primary) parts.push(h('span', { class: 'badge primary' }, 'Primary'), ' ');
@@ -609,6 +688,9 @@
       if (ep.updatedAt) parts.push(ep.createdAt ? ' · updated ' : 'Updated ', timeEl(ep.updatedAt));
       if (!ep.enabled) parts.push(' · ', h('strong', null, 'Disabled'));
       meta.append(...parts);
+      const banner = disabledBanner(ep);
+      if (banner) banner.setAttribute('data-testid', 'editor-disabled-banner');
+      $('editor-banner').replaceChildren(...(banner ? [banner] : []));
       setText($('delete-question'),
         `Delete the endpoint ${endpointLabel(ep)}? No more events will be sent to it; its delivery log stays.`);
     }
@@ -817,12 +899,7 @@
     const status = $('endpoints-status');
     try {
       const d = await api('PATCH', endpointPath(id), { enabled });
-      putEndpoint(d.endpoint);
-      renderEndpoints();
-      if (state.selectedId === id) {
-        $('config-enabled').checked = !!d.endpoint.enabled;
-        renderEditorChrome();
-      }
+      applyEndpoint(d.endpoint);
       setStatus(status, enabled
         ? `Enabled ${endpointLabel(d.endpoint)}: events are sent to it again.`
         : `Disabled ${endpointLabel(d.endpoint)}: no events are sent to it until you enable it.`, 'ok');
@@ -830,6 +907,269 @@
       if (err instanceof ApiError && err.silent) return;
       setStatus(status, `Could not ${enabled ? 'enable' : 'disable'} ${endpointLabel(ep)}: ${err.message}`, 'bad');
       if (err.status === 404) loadEndpoints(false);
+    }
+  }
+
+  /** Show the server's copy of one endpoint; in the form only its on/off state changes, so
+   * what the user typed stays. */
+  function applyEndpoint(ep) {
+    putEndpoint(ep);
+    renderEndpoints();
+    if (state.selectedId === ep.id) {
+      $('config-enabled').checked = !!ep.enabled;
+      renderEditorChrome();
+    }
+  }
+
+  /** Fetch one endpoint again (a successful test switches one hookline had disabled back on). */
+  async function reloadEndpoint(id) {
+    try {
+      const d = await api('GET', endpointPath(id));
+      applyEndpoint(d.endpoint);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.silent)) loadEndpoints(false);
+    }
+  }
+
+  /** Re-enable an endpoint from its disabled banner; the banner goes with the reason. */
+  async function reenableEndpoint(id, btn) {
+    const ep = endpointById(id);
+    if (!ep) return;
+    const status = $('endpoints-status');
+    const inEditor = $('editor-banner').contains(btn);
+    btn.disabled = true;
+    try {
+      const d = await api('PATCH', endpointPath(id), { enabled: true });
+      clearError('reenable');
+      applyEndpoint(d.endpoint);
+      setStatus(status, `Re-enabled ${endpointLabel(d.endpoint)}: events are sent to it again.`, 'ok');
+      // the banner (and its button) is gone: keep the keyboard near where it was
+      const toggle = $('endpoint-rows').querySelector(`[data-id="${CSS.escape(id)}"][data-action="toggle"]`);
+      focusEl(inEditor ? $('editor-title') : toggle);
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      btn.disabled = false;
+      setStatus(status, `Could not re-enable ${endpointLabel(ep)}: ${err.message}`, 'bad');
+      if (err.status === 404) loadEndpoints(false);
+    }
+  }
+
+  /* ---------------------------------------------------------- recover */
+
+  const TASK_FINAL = new Set(['succeeded', 'failed']);
+
+  /** A datetime-local input's value for a Date, in the browser's time zone. */
+  function localInputValue(d) {
+    const pad = (n) => String(n).padStart(2, '0');
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`
+      + `T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function clearRecoverErrors() {
+    for (const f of ['since', 'until']) {
+      setText($(`field-error-${f}`), '');
+      $(`recover-${f}`).removeAttribute('aria-invalid');
+    }
+    $('recover-error').replaceChildren();
+  }
+
+  function openRecover(id, trigger) {
+    const ep = endpointById(id);
+    if (!ep) return;
+    const R = state.recover;
+    const dialog = $('recover-dialog');
+    if (R.endpointId !== id) {
+      // a new form; a recovery still running for another endpoint carries on, and its
+      // outcome shows under the endpoint list
+      R.taskId = null;
+      R.previous = false;
+      clearRecoverErrors();
+      $('recover-since').value = localInputValue(new Date(Date.now() - 24 * 3600 * 1000));
+      $('recover-until').value = '';
+      show($('recover-progress-box'), false);
+      setStatus($('recover-status'), '');
+      setText($('recover-announce'), '');
+      $('recover-start').disabled = false;
+    }
+    R.endpointId = id;
+    R.returnFocus = trigger || null;
+    $('recover-for').replaceChildren('Endpoint: ', h('code', null, ep.url),
+      ep.description ? ` (${ep.description})` : '');
+    if (!dialog.open) dialog.showModal();
+    focusEl($('recover-start').disabled ? $('recover-close') : $('recover-since'));
+    if (!R.taskId) showLatestTask(ep);
+  }
+
+  /** The endpoint's latest recovery (one started before a reload, say), followed if it runs. */
+  async function showLatestTask(ep) {
+    const R = state.recover;
+    let task;
+    try {
+      const d = await api('GET', `${API}/tasks?endpointId=${encodeURIComponent(ep.id)}&limit=1`);
+      task = Array.isArray(d.tasks) ? d.tasks[0] : null;
+    } catch (_) {
+      return; // the form works without it
+    }
+    // nothing to show, another endpoint's form by now, or a recovery being started here
+    if (!task || R.endpointId !== ep.id || R.taskId || $('recover-start').disabled) return;
+    R.taskId = task.id;
+    R.previous = true;
+    renderTask(task);
+    if (!TASK_FINAL.has(task.status)) watchTask(task.id, ep);
+  }
+
+  function closeRecover(returnFocus) {
+    const dialog = $('recover-dialog');
+    if (dialog.open) dialog.close();
+    const R = state.recover;
+    if (returnFocus && R.returnFocus && R.returnFocus.isConnected) focusEl(R.returnFocus);
+    else if (returnFocus && R.endpointId) {
+      focusEl($('endpoint-rows').querySelector(`[data-id="${CSS.escape(R.endpointId)}"][data-action="recover"]`));
+    }
+  }
+
+  /** The window as the API wants it (ISO 8601 UTC), or null after showing what is wrong. */
+  function recoverWindow() {
+    const body = {};
+    for (const f of ['since', 'until']) {
+      const raw = $(`recover-${f}`).value;
+      if (!raw) {
+        if (f === 'since') {
+          setText($('field-error-since'), 'Choose when the window starts.');
+          $('recover-since').setAttribute('aria-invalid', 'true');
+          focusEl($('recover-since'));
+          return null;
+        }
+        continue;
+      }
+      const d = new Date(raw); // no offset in a datetime-local value: the browser's local time
+      if (Number.isNaN(d.getTime())) {
+        setText($(`field-error-${f}`), 'Enter a date and time.');
+        $(`recover-${f}`).setAttribute('aria-invalid', 'true');
+        focusEl($(`recover-${f}`));
+        return null;
+      }
+      body[f] = d.toISOString();
+    }
+    return body;
+  }
+
+  async function startRecover() {
+    const R = state.recover;
+    const ep = endpointById(R.endpointId);
+    const btn = $('recover-start');
+    if (!ep || btn.disabled) return;
+    clearRecoverErrors();
+    setText($('recover-announce'), '');
+    const body = recoverWindow();
+    if (!body) return;
+    btn.disabled = true;
+    R.previous = false;
+    setStatus($('recover-status'), 'Starting the recovery…');
+    try {
+      const d = await api('POST', `${endpointPath(ep.id)}/recover`, body);
+      const task = d.task || d;
+      R.taskId = task.id;
+      renderTask(task);
+      watchTask(task.id, ep);
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      btn.disabled = false;
+      setStatus($('recover-status'), '');
+      $('recover-error').replaceChildren(h('p', null, `Not started: ${err.message}`));
+      let first = null;
+      for (const [field, message] of Object.entries(err.fields || {})) {
+        if (field !== 'since' && field !== 'until') continue;
+        setText($(`field-error-${field}`), String(message));
+        $(`recover-${field}`).setAttribute('aria-invalid', 'true');
+        first = first || $(`recover-${field}`);
+      }
+      if (first) focusEl(first);
+      if (err.status === 404) loadEndpoints(false);
+    }
+  }
+
+  function taskText(task) {
+    const total = Number(task.total) || 0;
+    const done = Number(task.done) || 0;
+    if (task.status === 'succeeded') {
+      return total
+        ? `Done: ${done} of ${plural(total, 'failed delivery', 'failed deliveries')} queued to be sent again.`
+        : 'Done: no failed deliveries in this window.';
+    }
+    if (task.status === 'failed') {
+      return `Recovery failed after ${done} of ${total} deliveries: ${task.error || 'no reason given'}.`;
+    }
+    if (task.status === 'queued') return 'Waiting for a worker to start the recovery…';
+    return `Recovering: ${done} of ${plural(total, 'delivery', 'deliveries')} done…`;
+  }
+
+  /** Show a task's progress in the dialog (done/total on a progress bar). */
+  function renderTask(task) {
+    const total = Number(task.total) || 0;
+    const done = Number(task.done) || 0;
+    const final = TASK_FINAL.has(task.status);
+    const bar = $('recover-progress');
+    bar.max = Math.max(total, 1);
+    bar.value = total ? Math.min(done, total) : (final ? 1 : 0);
+    bar.setAttribute('aria-valuetext', total ? `${done} of ${total}` : (final ? 'done' : 'starting'));
+    bar.dataset.done = String(done);
+    bar.dataset.total = String(total);
+    bar.dataset.state = task.status || '';
+    show($('recover-progress-box'), true);
+    const R = state.recover;
+    const started = parseDate(task.createdAt);
+    const prefix = R.previous && R.taskId === task.id && started
+      ? `Last recovery, started ${dateTimeFmt.format(started)}: ` : '';
+    setStatus($('recover-status'), prefix + taskText(task),
+      task.status === 'succeeded' ? 'ok' : task.status === 'failed' ? 'bad' : null);
+    setText($('recover-announce'), final ? taskText(task) : 'Recovery started.');
+    $('recover-start').disabled = !final;
+  }
+
+  /** Poll a recovery until it finishes; the dialog shows it while it is the one on display. */
+  async function watchTask(taskId, ep) {
+    const session = state.session;
+    const R = state.recover;
+    if (R.watching.has(taskId)) return;
+    R.watching.add(taskId);
+    try {
+      await followTask(taskId, ep, session);
+    } finally {
+      R.watching.delete(taskId);
+    }
+  }
+
+  async function followTask(taskId, ep, session) {
+    const R = state.recover;
+    let failures = 0;
+    for (;;) {
+      await sleep(FOLLOW_MS);
+      if (session !== state.session) return;
+      let task;
+      try {
+        const d = await api('GET', `${API}/tasks/${encodeURIComponent(taskId)}`);
+        task = d.task || d;
+        failures = 0;
+      } catch (err) {
+        if (err instanceof ApiError && err.silent) return;
+        failures += 1;
+        if (R.taskId === taskId) {
+          setStatus($('recover-status'), `Could not read the recovery's progress: ${err.message}`, 'bad');
+        }
+        if (err.status === 404 || failures >= 10) return;
+        continue;
+      }
+      const shown = R.taskId === taskId && $('recover-dialog').open;
+      if (R.taskId === taskId) renderTask(task);
+      if (TASK_FINAL.has(task.status)) {
+        if (!shown) {
+          setStatus($('endpoints-status'), `Recovery for ${endpointLabel(ep)}: ${taskText(task)}`,
+            task.status === 'succeeded' ? 'ok' : 'bad');
+        }
+        refreshData({ logs: true, stats: true, chart: true, detail: true });
+        return;
+      }
     }
   }
 
@@ -942,6 +1282,8 @@
         result.append(' Delivery ID: ',
           h('code', { 'data-testid': 'test-delivery-id' }, String(d.deliveryId)));
       }
+      // a test that gets through switches an endpoint hookline had disabled back on
+      if (d.success && !ep.enabled) reloadEndpoint(ep.id);
       refreshData({ logs: true, stats: true, chart: true, detail: false });
     } catch (err) {
       if (err instanceof ApiError && err.silent) return;
@@ -1292,18 +1634,51 @@
     }
   }
 
+  const STATUS_BADGE = {
+    succeeded: ['ok', 'Succeeded'],
+    failed: ['bad', 'Failed'],
+    retrying: ['retrying', 'Retrying'],
+    pending: ['pending', 'Pending'],
+  };
+  const FINISHED = new Set(['succeeded', 'failed']);
+
+  /** Where a delivery is: the API's status (older servers: guessed from success/error). */
+  function logStatus(log) {
+    if (log.status) return String(log.status);
+    if (log.success) return 'succeeded';
+    return !log.deliveredAt && !log.error ? 'pending' : 'failed';
+  }
+
   function resultBadge(log) {
-    if (log.status) {
-      const map = {
-        succeeded: ['ok', 'Succeeded'], failed: ['bad', 'Failed'],
-        pending: ['pending', 'Pending'], retrying: ['pending', 'Retrying'],
-      };
-      const [cls, text] = map[log.status] || ['pending', String(log.status)];
-      return h('span', { class: `badge ${cls}` }, text);
+    const status = logStatus(log);
+    const [cls, text] = STATUS_BADGE[status] || ['pending', status];
+    return h('span', { class: `badge ${cls}`, 'data-status': status }, text);
+  }
+
+  /** "Next attempt in 2 minutes" (exact time on hover) while another attempt is planned. */
+  function nextAttemptEl(log) {
+    if (FINISHED.has(logStatus(log)) || !parseDate(log.nextAttemptAt)) return null;
+    return h('span', { class: 'next-attempt', 'data-testid': 'next-attempt' },
+      'Next attempt ', relTimeEl(log.nextAttemptAt, 'next'));
+  }
+
+  /** How the last resend of this delivery went, next to its Resend button. */
+  function resendNote(log) {
+    const R = state.resend;
+    if (!R || R.id !== log.id) return null;
+    let text;
+    let kind = null;
+    if (R.error) {
+      text = `Not resent: ${R.error}`;
+      kind = 'bad';
+    } else if (FINISHED.has(logStatus(log)) && Number(log.attempts) > R.attempts) {
+      const ok = logStatus(log) === 'succeeded';
+      text = ok ? 'Sent again: it succeeded.' : 'Sent again: it failed again.';
+      kind = ok ? 'ok' : 'bad';
+    } else {
+      text = 'Queued to be sent again…';
     }
-    if (log.success) return h('span', { class: 'badge ok' }, 'Succeeded');
-    if (!log.deliveredAt && !log.error) return h('span', { class: 'badge pending' }, 'Pending');
-    return h('span', { class: 'badge bad' }, 'Failed');
+    return h('span', { class: `resend-note ${kind || ''}`.trim(), 'data-testid': 'resend-result' }, text);
   }
 
   /** Which endpoint a delivery went to: its name today, else the URL it was sent to. */
@@ -1315,7 +1690,9 @@
   function renderLogs(d, logs) {
     const L = state.logs;
     const names = state.endpoints.map((ep) => [ep.id, endpointName(ep)]);
-    const key = JSON.stringify([L.offset, L.event, L.success, state.view.endpointId, names, d]);
+    const R = state.resend;
+    const key = JSON.stringify([L.offset, L.event, L.success, state.view.endpointId, names, d,
+      R && [R.id, R.error]]);
     if (key === L.key) return;
     L.key = key;
     const p = d.pagination || {};
@@ -1326,23 +1703,36 @@
 
     const body = $('logs-body');
     const active = document.activeElement;
-    const focusedId = active && active.closest && body.contains(active) ? active.dataset.id : null;
+    const activeRow = active && active.closest && body.contains(active) ? active.closest('tr.log-row') : null;
+    const focusedId = activeRow ? activeRow.dataset.id : null;
+    const focusedResend = !!(activeRow && active !== activeRow && active.dataset.action === 'resend');
 
     const rows = logs.map((log) => {
+      const status = logStatus(log);
+      const open = log.id === state.detail.id;
       const tr = h('tr', {
         'data-testid': 'log-row', 'data-id': log.id, tabindex: '0',
-        'data-event': log.event, 'data-success': String(!!log.success),
-        class: log.id === state.detail.id ? 'selected' : null,
+        'data-event': log.event, 'data-success': String(!!log.success), 'data-status': status,
+        class: open ? 'log-row selected' : 'log-row', 'aria-expanded': String(open),
       },
       h('td', null, timeEl(log.createdAt)),
       h('td', null, eventCode(log.event)),
-      h('td', null, resultBadge(log)),
+      h('td', { class: 'result-cell' }, resultBadge(log), nextAttemptEl(log)),
       h('td', { class: 'opt endpoint-col' }, logEndpoint(log)),
       h('td', { class: 'opt' }, log.statusCode === null || log.statusCode === undefined ? '—' : String(log.statusCode)),
-      h('td', { class: 'opt num' }, numText(log.attempts)));
+      h('td', { class: 'opt num' }, numText(log.attempts)),
+      h('td', { class: 'log-actions' },
+        FINISHED.has(status)
+          ? h('button', { type: 'button', 'data-action': 'resend', 'data-testid': 'resend' }, 'Resend',
+            h('span', { class: 'visually-hidden' }, ` the ${log.event} delivery`))
+          : null,
+        resendNote(log)));
       return tr;
     });
+    const detailFocus = state.detail.row && state.detail.row.contains(document.activeElement)
+      ? document.activeElement : null;
     body.replaceChildren(...rows);
+    placeDetail(detailFocus);
 
     const filtered = !!(L.event || L.success || state.view.endpointId);
     const empty = $('empty-logs');
@@ -1375,11 +1765,14 @@
 
     if (focusedId) {
       const again = body.querySelector(`tr[data-id="${CSS.escape(focusedId)}"]`);
-      if (again) again.focus();
+      const button = again && focusedResend ? again.querySelector('[data-action="resend"]') : null;
+      if (button) button.focus();
+      else if (again) again.focus();
     }
   }
 
   function changeFilter() {
+    closeDetail(false);
     state.logs.event = $('filter-event').value;
     state.logs.success = $('filter-success').value;
     state.logs.offset = 0;
@@ -1390,26 +1783,59 @@
     const L = state.logs;
     const next = Math.max(0, L.offset + delta * PAGE_SIZE);
     if (next === L.offset) return;
+    closeDetail(false);
     L.offset = next;
     loadLogs();
   }
 
   /* ------------------------------------------------------------ detail */
 
+  /** Put the open detail in a row right under its delivery (at the top of the log if the
+   * delivery is no longer on this page), and give back the focus a re-render took from it. */
+  function placeDetail(hadFocus) {
+    const D = state.detail;
+    if (!D.id) return;
+    const panel = state.detailPanel;
+    if (!D.row) {
+      D.row = h('tr', { class: 'detail-row', 'data-testid': 'log-detail-row' }, h('td', { colspan: '7' }));
+    }
+    if (panel.parentNode !== D.row.firstChild) D.row.firstChild.append(panel);
+    const body = $('logs-body');
+    const anchor = body.querySelector(`tr.log-row[data-id="${CSS.escape(D.id)}"]`);
+    if (anchor) anchor.after(D.row);
+    else body.prepend(D.row);
+    show($('detail-elsewhere'), !anchor);
+    show(panel, true);
+    if (hadFocus && hadFocus.isConnected && document.activeElement !== hadFocus) {
+      hadFocus.focus({ preventScroll: true });
+    }
+  }
+
+  /** Take the detail out of the log (hidden, where it started). */
+  function parkDetail() {
+    const D = state.detail;
+    const panel = state.detailPanel;
+    show(panel, false);
+    $('dashboard-view').append(panel);
+    if (D.row) D.row.remove();
+    D.row = null;
+  }
+
   async function openDetail(id, quiet) {
     if (!id) return;
     const D = state.detail;
-    const panel = $('log-detail');
     if (!quiet) {
       D.id = id;
       D.returnId = id;
       D.key = '';
       D.status = null;
-      for (const tr of $('logs-body').querySelectorAll('tr.selected')) tr.classList.remove('selected');
-      const row = $('logs-body').querySelector(`tr[data-id="${CSS.escape(id)}"]`);
-      if (row) row.classList.add('selected');
+      for (const tr of $('logs-body').querySelectorAll('tr.log-row')) {
+        const open = tr.dataset.id === id;
+        tr.classList.toggle('selected', open);
+        tr.setAttribute('aria-expanded', String(open));
+      }
       $('detail-body').replaceChildren(h('p', { class: 'muted' }, 'Loading delivery…'));
-      show(panel, true);
+      placeDetail(null);
       focusEl($('detail-title'));
     }
     const gen = ++state.gen.detail;
@@ -1431,6 +1857,46 @@
     return typeof payload === 'string' ? payload : JSON.stringify(payload);
   }
 
+  /** The payload indented for reading (numbers beyond 2^53 may lose digits here; the exact
+   * bytes are shown apart). */
+  function prettyPayload(payload) {
+    const raw = exactPayload(payload);
+    try {
+      return JSON.stringify(JSON.parse(raw), null, 2);
+    } catch (_) {
+      return raw;
+    }
+  }
+
+  const TRIGGER = { scheduled: 'Scheduled', manual: 'Manual (resend)', recovery: 'Recovery' };
+
+  /** What came back (as text: an excerpt is never rendered as HTML) and the headers sent. */
+  function attemptExtras(a) {
+    let response;
+    if (typeof a.responseExcerpt === 'string' && a.responseExcerpt !== '') {
+      response = [h('p', { class: 'label' }, 'Response body (start)'),
+        h('pre', { class: 'excerpt', 'data-testid': 'attempt-response' }, a.responseExcerpt)];
+    } else {
+      const none = a.statusCode === null || a.statusCode === undefined ? 'No response.' : 'Empty response body.';
+      response = [h('p', { class: 'muted small', 'data-testid': 'attempt-response-none' }, none)];
+    }
+    let headers;
+    const sent = a.requestHeaders && typeof a.requestHeaders === 'object' ? Object.entries(a.requestHeaders) : null;
+    if (sent) {
+      headers = h('details', { class: 'sent-headers', 'data-testid': 'attempt-headers' },
+        h('summary', null, `Request headers sent (${sent.length})`),
+        h('table', { class: 'header-table' },
+          h('caption', { class: 'visually-hidden' }, `Headers of attempt ${numText(a.attempt)}`),
+          h('tbody', null, ...sent.map(([name, value]) => h('tr', null,
+            h('th', { scope: 'row' }, h('code', null, name)),
+            h('td', null, h('code', null, String(value))))))));
+    } else {
+      headers = h('p', { class: 'muted small' },
+        'Request headers: not recorded (nothing was sent, or the attempt predates their recording).');
+    }
+    return h('td', { colspan: '6', class: 'attempt-extras' }, ...response, headers);
+  }
+
   function renderDetail(log) {
     const D = state.detail;
     const key = JSON.stringify(log);
@@ -1443,8 +1909,11 @@
 
     const attempts = Array.isArray(log.attempts) ? log.attempts : [];
     const item = (label, value) => [h('dt', null, label), h('dd', null, value)];
+    const next = nextAttemptEl(log);
     const dl = h('dl', { class: 'detail-grid', 'data-testid': 'detail-fields' },
       ...item('Status', h('span', { 'data-testid': 'detail-status' }, resultBadge(log))),
+      ...(next ? item('Next attempt', h('span', { 'data-testid': 'detail-next-attempt' },
+        relTimeEl(log.nextAttemptAt, 'next'), ' (', timeEl(log.nextAttemptAt, exactFmt), ')')) : []),
       ...item('Event', h('code', null, log.event || '')),
       ...item('Delivery ID', h('code', { 'data-testid': 'detail-delivery-id' }, log.deliveryId || '—')),
       ...item('URL', h('code', null, log.url || '—')),
@@ -1457,45 +1926,109 @@
 
     let attemptsBlock;
     if (attempts.length) {
-      attemptsBlock = h('div', { class: 'table-wrap' }, h('table', { 'data-testid': 'attempts-table' },
-        h('caption', { class: 'visually-hidden' }, 'Delivery attempts'),
+      attemptsBlock = h('div', { class: 'table-wrap' }, h('table', { class: 'attempts', 'data-testid': 'attempts-table' },
+        h('caption', { class: 'visually-hidden' }, 'Delivery attempts, each followed by its response and request headers'),
         h('thead', null, h('tr', null,
           h('th', { scope: 'col', class: 'num' }, '#'),
           h('th', { scope: 'col' }, 'Time'),
+          h('th', { scope: 'col' }, 'Trigger'),
           h('th', { scope: 'col' }, 'HTTP status'),
           h('th', { scope: 'col', class: 'num' }, 'Duration'),
           h('th', { scope: 'col' }, 'Error'))),
-        h('tbody', null, ...attempts.map((a) => h('tr', { 'data-testid': 'attempt-row' },
-          h('td', { class: 'num' }, numText(a.attempt)),
-          h('td', null, timeEl(a.createdAt)),
-          h('td', null, a.statusCode === null || a.statusCode === undefined ? '—' : String(a.statusCode)),
-          h('td', { class: 'num' }, a.durationMs === null || a.durationMs === undefined ? '—' : `${a.durationMs} ms`),
-          h('td', null, a.error || '—'))))));
+        h('tbody', null, ...attempts.flatMap((a) => [
+          h('tr', { 'data-testid': 'attempt-row', class: 'attempt-row' },
+            h('td', { class: 'num' }, numText(a.attempt)),
+            h('td', null, timeEl(a.createdAt)),
+            h('td', { 'data-testid': 'attempt-trigger', 'data-trigger': a.trigger || '' },
+              TRIGGER[a.trigger] || (a.trigger ? String(a.trigger) : '—')),
+            h('td', null, a.statusCode === null || a.statusCode === undefined ? '—' : String(a.statusCode)),
+            h('td', { class: 'num' }, a.durationMs === null || a.durationMs === undefined ? '—' : `${a.durationMs} ms`),
+            h('td', null, a.error || '—')),
+          h('tr', { 'data-testid': 'attempt-extras', class: 'attempt-more' }, attemptExtras(a)),
+        ]))));
     } else {
       attemptsBlock = h('p', { class: 'muted small' }, 'No attempts yet: the delivery is queued and will be sent shortly.');
     }
 
     bodyEl.replaceChildren(dl,
-      h('h3', null, 'Attempts'), attemptsBlock,
-      h('h3', { id: 'payload-title' }, 'Payload'),
-      h('p', { class: 'muted small' }, 'The exact request body, as sent on every attempt.'),
+      h('h4', null, 'Attempts'), attemptsBlock,
+      h('h4', { id: 'payload-title' }, 'Payload'),
       h('pre', {
-        class: 'payload', 'data-testid': 'payload', tabindex: '0', 'aria-labelledby': 'payload-title',
-      }, exactPayload(log.payload)));
+        class: 'payload', 'data-testid': 'payload-pretty', tabindex: '0', 'aria-labelledby': 'payload-title',
+      }, prettyPayload(log.payload)),
+      h('details', { class: 'exact-payload' },
+        h('summary', null, 'The exact bytes sent (what the signature covers)'),
+        h('pre', { class: 'payload', 'data-testid': 'payload', tabindex: '0' }, exactPayload(log.payload))));
   }
 
-  function closeDetail() {
+  function closeDetail(returnFocus = true) {
     const D = state.detail;
     const returnId = D.returnId;
+    const wasOpen = D.id !== null;
     state.gen.detail += 1;
     D.id = null;
     D.key = '';
     D.status = null;
-    show($('log-detail'), false);
+    parkDetail();
     $('detail-body').replaceChildren();
-    for (const tr of $('logs-body').querySelectorAll('tr.selected')) tr.classList.remove('selected');
-    const row = returnId && $('logs-body').querySelector(`tr[data-id="${CSS.escape(returnId)}"]`);
+    for (const tr of $('logs-body').querySelectorAll('tr.log-row')) {
+      tr.classList.remove('selected');
+      tr.setAttribute('aria-expanded', 'false');
+    }
+    if (!returnFocus || !wasOpen) return;
+    const row = returnId && $('logs-body').querySelector(`tr.log-row[data-id="${CSS.escape(returnId)}"]`);
     focusEl(row || $('logs-title'));
+  }
+
+  /* ------------------------------------------------------------ resend */
+
+  /** Send a finished delivery again, then follow it until that attempt is recorded. */
+  async function resend(id, btn) {
+    if (btn.getAttribute('aria-busy') === 'true') return;
+    btn.setAttribute('aria-busy', 'true'); // not disabled: the keyboard focus stays on it
+    setStatus($('logs-status'), '');
+    try {
+      const d = await api('POST', `${API}/logs/${encodeURIComponent(id)}/resend`);
+      const attempts = d.log && typeof d.log.attempts === 'number' ? d.log.attempts : 0;
+      state.resend = { id, attempts, error: null };
+      setStatus($('logs-status'), 'Queued to be sent again.');
+      followResend(id);
+    } catch (err) {
+      if (err instanceof ApiError && err.silent) return;
+      state.resend = { id, attempts: 0, error: err.message };
+      setStatus($('logs-status'), `Not resent: ${err.message}`);
+      btn.removeAttribute('aria-busy');
+    }
+    state.logs.key = '';
+    await loadLogs();
+    if (state.detail.id === id) openDetail(id, true);
+  }
+
+  /** Refresh the log (and the open detail) quickly until the resent attempt is recorded. */
+  async function followResend(id) {
+    const session = state.session;
+    const until = Date.now() + FOLLOW_MAX_MS;
+    while (Date.now() < until) {
+      await sleep(FOLLOW_MS);
+      const R = state.resend;
+      if (session !== state.session || !R || R.id !== id || R.error) return;
+      let log;
+      try {
+        log = (await api('GET', `${API}/logs/${encodeURIComponent(id)}`)).log;
+      } catch (err) {
+        if (!(err instanceof ApiError && err.silent)) loadLogs();
+        return;
+      }
+      const done = !!log && FINISHED.has(logStatus(log)) && Number(log.attemptCount) > R.attempts;
+      await loadLogs();
+      if (state.detail.id === id) await openDetail(id, true);
+      if (done) {
+        const ok = logStatus(log) === 'succeeded';
+        setStatus($('logs-status'), `The ${log.event} delivery was sent again and ${ok ? 'succeeded' : 'failed again'}.`);
+        break;
+      }
+    }
+    if (session === state.session) refreshData({ stats: true, chart: true });
   }
 
   /* ----------------------------------------------------------- refresh */
@@ -1546,11 +2079,14 @@
   function startTimer() {
     stopTimer();
     state.timer = window.setInterval(tick, AUTO_REFRESH_MS);
+    state.clock = window.setInterval(updateRelativeTimes, 1000);
   }
 
   function stopTimer() {
     if (state.timer !== null) window.clearInterval(state.timer);
+    if (state.clock !== null) window.clearInterval(state.clock);
     state.timer = null;
+    state.clock = null;
   }
 
   /* ------------------------------------------------------------- wiring */
@@ -1580,13 +2116,19 @@
     $('endpoint-rows').addEventListener('click', (ev) => {
       const btn = ev.target.closest('button[data-action]');
       if (!btn || btn.disabled) return;
-      const id = btn.closest('tr').dataset.id;
+      const id = btn.dataset.id;
       if (btn.dataset.action === 'manage') {
         // the endpoint already shown keeps what was typed (and a secret on display)
         if (id === state.selectedId) focusEl($('editor-title'));
         else selectEndpoint(id, $('editor-title'));
       }
       else if (btn.dataset.action === 'toggle') toggleEndpoint(id);
+      else if (btn.dataset.action === 'reenable') reenableEndpoint(id, btn);
+      else if (btn.dataset.action === 'recover') openRecover(id, btn);
+    });
+    $('editor-banner').addEventListener('click', (ev) => {
+      const btn = ev.target.closest('button[data-action="reenable"]');
+      if (btn && !btn.disabled) reenableEndpoint(btn.dataset.id, btn);
     });
     $('header-add').addEventListener('click', () => {
       const row = addHeaderRow('', '');
@@ -1630,29 +2172,48 @@
 
     const body = $('logs-body');
     body.addEventListener('click', (ev) => {
-      const tr = ev.target.closest('tr[data-id]');
+      const btn = ev.target.closest('button[data-action="resend"]');
+      if (btn) {
+        if (!btn.disabled) resend(btn.closest('tr.log-row').dataset.id, btn);
+        return;
+      }
+      const tr = ev.target.closest('tr.log-row');
       if (tr) openDetail(tr.dataset.id, false);
     });
     body.addEventListener('keydown', (ev) => {
-      const tr = ev.target.closest('tr[data-id]');
+      const tr = ev.target.closest('tr.log-row');
       if (!tr || ev.target !== tr) return;
       if (ev.key === 'Enter' || ev.key === ' ') {
         ev.preventDefault();
         openDetail(tr.dataset.id, false);
-      } else if (ev.key === 'ArrowDown' && tr.nextElementSibling) {
-        ev.preventDefault();
-        tr.nextElementSibling.focus();
-      } else if (ev.key === 'ArrowUp' && tr.previousElementSibling) {
-        ev.preventDefault();
-        tr.previousElementSibling.focus();
+      } else if (ev.key === 'ArrowDown' || ev.key === 'ArrowUp') {
+        // the next log row, past an open detail
+        const rows = [...body.querySelectorAll('tr.log-row')];
+        const to = rows[rows.indexOf(tr) + (ev.key === 'ArrowDown' ? 1 : -1)];
+        if (to) {
+          ev.preventDefault();
+          to.focus();
+        }
       }
     });
-    $('log-detail-close').addEventListener('click', closeDetail);
+    state.detailPanel = $('log-detail');
+    $('log-detail-close').addEventListener('click', () => closeDetail(true));
     $('log-detail').addEventListener('keydown', (ev) => {
       if (ev.key === 'Escape') {
         ev.preventDefault();
-        closeDetail();
+        closeDetail(true);
       }
+    });
+
+    $('recover-form').addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      startRecover();
+    });
+    $('recover-start').addEventListener('click', startRecover);
+    $('recover-close').addEventListener('click', () => closeRecover(true));
+    $('recover-dialog').addEventListener('cancel', (ev) => {
+      ev.preventDefault();
+      closeRecover(true);
     });
 
     document.addEventListener('visibilitychange', () => {
