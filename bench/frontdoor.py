@@ -12,7 +12,14 @@ nothing sends them):
 2. the same with an ``Idempotency-Key`` on every request (each its own key);
 3. ``POST /api/events/batch`` with ``frontdoor_batch`` (1,000) events per request,
    ``frontdoor_batch_concurrency`` requests in flight: events accepted per second, and CPU
-   per event.
+   per event;
+4. the mix: ``frontdoor_mix_clients`` (200) clients for ``frontdoor_mix_s`` (30) seconds, each
+   looping over publish (``POST /api/events``, admin token), logs (``GET /api/webhooks/logs``),
+   stats (``GET /api/webhooks/stats``) and config (``GET /api/webhooks/config``), the last
+   three with the token of a user of its own (whose logs hold only what the mix publishes):
+   requests per second, answers other than 2xx counted by status, each route's latency (p50,
+   p99, max), API CPU per request and on PostgreSQL the
+   connections opened per 1,000 requests.
 
 Rates are reported as ratios to the bare client measured in the same run (``bench.run``).
 """
@@ -23,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +188,85 @@ async def _batches(
     }
 
 
+MIX_ROUTES = ("publish", "logs", "stats", "config")
+
+
+async def _mix(
+    base: str,
+    admin_token: str,
+    user_token: str,
+    user_id: str,
+    clients: int,
+    seconds: float,
+    first: int,
+) -> dict[str, Any]:
+    """``clients`` clients, each looping over MIX_ROUTES (each client starting at a different
+    route) until ``seconds`` have passed; latencies in ms per route, answers by status."""
+    latencies: dict[str, list[float]] = {route: [] for route in MIX_ROUTES}
+    statuses: dict[str, Counter[str]] = {route: Counter() for route in MIX_ROUTES}
+    numbers = iter(range(first, first + 10**9))
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    user = {"Authorization": f"Bearer {user_token}"}
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def request(route: str) -> int:
+            if route == "publish":
+                body = {"userId": user_id, "event": EVENT, "data": event_data(next(numbers))}
+                call = session.post(base + "/api/events", json=body, headers=admin)
+            elif route == "logs":
+                call = session.get(base + "/api/webhooks/logs?limit=50", headers=user)
+            else:
+                call = session.get(f"{base}/api/webhooks/{route}", headers=user)
+            async with call as response:
+                await response.read()
+                return response.status
+
+        async def client(index: int) -> None:
+            turn = index
+            while time.perf_counter() < deadline:
+                route = MIX_ROUTES[turn % len(MIX_ROUTES)]
+                turn += 1
+                started = time.perf_counter()
+                try:
+                    status = str(await request(route))
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    status = type(exc).__name__
+                latencies[route].append((time.perf_counter() - started) * 1000)
+                statuses[route][status] += 1
+
+        cpu0 = time.process_time()
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - cpu0
+    requests = sum(len(v) for v in latencies.values())
+    errors: Counter[str] = Counter()
+    for counts in statuses.values():
+        errors.update({s: n for s, n in counts.items() if not s.startswith("2")})
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 3),
+        "requests": requests,
+        "accepted": requests,  # what _measured divides CPU by: here, every request
+        "rate": round(requests / elapsed, 1) if elapsed > 0 else None,
+        "errors": sum(errors.values()),
+        "errors_by_status": dict(sorted(errors.items())),
+        "routes": {
+            route: {
+                "requests": len(latencies[route]),
+                "rate": round(len(latencies[route]) / elapsed, 1) if elapsed > 0 else None,
+                "statuses": dict(sorted(statuses[route].items())),
+                "latency": summary_ms(latencies[route]),
+            }
+            for route in MIX_ROUTES
+        },
+        "bench_client_cpu_s": round(client_cpu, 3),
+    }
+
+
 async def _measured(run: Any, procs: list[Proc], sessions: Sessions) -> dict[str, Any]:
     """Run one load and add the API processes' CPU per accepted event and, on PostgreSQL,
     the connections opened per 1,000 requests."""
@@ -191,6 +278,7 @@ async def _measured(run: Any, procs: list[Proc], sessions: Sessions) -> dict[str
     machine = machine_cpu_seconds() - machine0
     accepted = result["accepted"]
     result["api_cpu_s"] = round(cpu, 3)
+    result["machine_cpu_s"] = round(machine, 3)
     result["api_cpu_ms_per_event"] = round(1000 * cpu / accepted, 3) if accepted else None
     result["machine_cpu_ms_per_event"] = round(1000 * machine / accepted, 3) if accepted else None
     if sessions0 is not None:
@@ -251,6 +339,19 @@ async def run_frontdoor(bench: Bench, backend: str) -> dict[str, Any]:
             [server],
             sessions,
         )
+        first += plan.frontdoor_batches * size
+        clients, seconds = plan.frontdoor_mix_clients, plan.frontdoor_mix_s
+        log(f"frontdoor/{backend}: the mix, {clients} clients for {seconds:g} s")
+        # A user of its own, whose logs and stats hold only what the mix publishes, so that
+        # its figures do not depend on how much the loads before it published.
+        mixer = await db.make_user(url, bench.key, "frontdoor-mix", bench.hook_url)
+        result["mix"] = await _measured(
+            _mix(base, token, mixer.token, mixer.id, clients, seconds, first), [server], sessions
+        )
+        mix = result["mix"]
+        del mix["accepted"]
+        mix["api_cpu_ms_per_request"] = mix.pop("api_cpu_ms_per_event")
+        mix["machine_cpu_ms_per_request"] = mix.pop("machine_cpu_ms_per_event")
         return result
     finally:
         await sessions.close()
@@ -279,6 +380,21 @@ def frontdoor_targets(results: dict[str, Any], limit: float, add: Any) -> None:
         opened = fd["single"].get("db_connections_per_1000_requests")
         if opened is not None:
             add(f"frontdoor new db connections / 1000 ({backend})", opened, "", "0", opened == 0)
+        mix_targets(backend, fd["mix"], add)
+
+
+def mix_targets(backend: str, mix: dict[str, Any], add: Any) -> None:
+    """The issue's targets for the 200-client mix (the rate on PostgreSQL only)."""
+    if backend == "postgres":
+        rate = mix["rate"] or 0.0
+        add(f"mix requests/s ({backend})", rate, "/s", ">= 2000", rate >= 2000)
+    add(f"mix errors ({backend})", mix["errors"], "", "0", mix["errors"] == 0)
+    for route in MIX_ROUTES:
+        p99 = mix["routes"][route]["latency"].get("p99_ms", float("nan"))
+        add(f"mix {route} p99 ({backend})", p99, "ms", "<= 100", p99 <= 100)
+    opened = mix.get("db_connections_per_1000_requests")
+    if opened is not None:
+        add(f"mix new db connections / 1000 ({backend})", opened, "", "0", opened == 0)
 
 
 def frontdoor_rows(results: dict[str, Any], verdict: Any) -> list[tuple[str, str, str, str]]:
@@ -310,4 +426,31 @@ def frontdoor_rows(results: dict[str, Any], verdict: Any) -> list[tuple[str, str
         rows.append(
             (f"{backend} front door: batch of {batch['events_per_request']}", value, target, met)
         )
+        rows += mix_rows(backend, fd["mix"], verdict)
+    return rows
+
+
+def mix_rows(backend: str, mix: dict[str, Any], verdict: Any) -> list[tuple[str, str, str, str]]:
+    name = f"{backend} mix, {mix['clients']} clients"
+    target, met = verdict(f"mix requests/s ({backend})")
+    value = (
+        f"{mix['rate'] or 0:,.0f} req/s, {mix['api_cpu_ms_per_request'] or 0:.2f} ms api cpu/req"
+    )
+    rows = [(f"{name}: requests", value, target, met)]
+    errors = ", ".join(f"{n} x {s}" for s, n in mix["errors_by_status"].items())
+    target, met = verdict(f"mix errors ({backend})")
+    rows.append((f"{name}: errors", f"{mix['errors']} {errors}".strip(), target, met))
+    for route in MIX_ROUTES:
+        one = mix["routes"][route]
+        lat = one["latency"]
+        target, met = verdict(f"mix {route} p99 ({backend})")
+        value = (
+            f"{one['rate'] or 0:,.0f}/s, p50 {lat.get('p50_ms', 0):.1f} / "
+            f"p99 {lat.get('p99_ms', 0):.1f} / max {lat.get('max_ms', 0):.1f} ms"
+        )
+        rows.append((f"{name}: {route} p99", value, target, met))
+    if "db_connections_per_1000_requests" in mix:
+        target, met = verdict(f"mix new db connections / 1000 ({backend})")
+        value = f"{mix['db_connections_per_1000_requests']:g}"
+        rows.append((f"{name}: new db conns / 1000 req", value, target, met))
     return rows

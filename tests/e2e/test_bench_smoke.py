@@ -107,9 +107,24 @@ def test_bench_smoke_writes_every_figure(tmp_path: Path) -> None:
         assert figures["errors"] == 0 and figures["accepted"] > 0, figures
         assert _positive(figures["rate"]) and _positive(figures["ratio_to_bare"])
         assert _positive(figures["api_cpu_ms_per_event"])
+    mix = frontdoor["mix"]
+    assert mix["clients"] > 0 and _positive(mix["rate"]), mix
+    assert mix["errors"] == sum(mix["errors_by_status"].values())
+    assert _positive(mix["api_cpu_ms_per_request"])
+    for route in ("publish", "logs", "stats", "config"):
+        one = mix["routes"][route]
+        assert one["requests"] > 0 and _positive(one["rate"]), route
+        assert sum(one["statuses"].values()) == one["requests"]
+        assert _positive(one["latency"]["p99_ms"])
+        assert one["latency"]["p50_ms"] <= one["latency"]["p99_ms"] <= one["latency"]["max_ms"]
+    assert sum(one["requests"] for one in mix["routes"].values()) == mix["requests"]
 
     names = {target["what"] for target in results["targets"]}
     assert "frontdoor API cpu per event (sqlite)" in names
+    assert {"mix errors (sqlite)", "mix publish p99 (sqlite)", "mix config p99 (sqlite)"} <= names
+    assert "throughput sqlite (http_api) / bare" in names
+    assert "drain sqlite / bare" in names
+    assert "latency max sqlite (http_api)" in names
     assert "latency p99 sqlite (http_api)" in names
     assert "backlog drain rate, big / small (sqlite)" in names
     assert "publish cost, 10 endpoints / 1 (sqlite, store_publish)" in names
