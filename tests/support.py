@@ -7,6 +7,7 @@ import contextlib
 import functools
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -165,3 +166,50 @@ def postgres_url() -> str | None:
     except OSError:
         return None
     return LOCAL_POSTGRES_URL
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def hookline_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a `hookline` subprocess: this process's, less every HOOKLINE_
+    setting, in development mode on ``database_url`` with the test key; ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
+    env.update(
+        HOOKLINE_ENV="development",
+        HOOKLINE_DATABASE_URL=database_url,
+        HOOKLINE_SECRET_KEYS=TEST_KEY,
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def hookline_process(
+    env: dict[str, str], *args: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`hookline ARGS...` as a real process (output discarded); stopped with SIGTERM on the
+    way out, and killed if it has not ended within 30 s."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from hookline.cli import main; main()",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()

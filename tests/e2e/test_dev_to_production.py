@@ -16,7 +16,7 @@ from hookline.config import Settings
 from hookline.crypto import generate_key
 from hookline.store import Store
 from tests.e2e.test_cli import run
-from tests.e2e.test_readme_flow import free_port
+from tests.support import free_port
 
 
 def development_database(tmp_path: Path) -> tuple[Path, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import TEST_KEY
+from tests.support import TEST_KEY, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -35,13 +35,6 @@ class Reply:
 
     def json(self) -> object:
         return json.loads(self.body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

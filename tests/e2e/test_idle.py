@@ -8,17 +8,14 @@ import asyncio
 import contextlib
 import os
 import statistics
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from hookline.store import Store
-from tests.e2e.test_load_shedding import free_port
 from tests.integration.test_publish import EXAMPLE_DATA
-from tests.support import TEST_KEY, Receiver, make_settings
+from tests.support import Receiver, free_port, hookline_env, hookline_process, make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -34,33 +31,10 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-@contextlib.asynccontextmanager
-async def hookline(database_url: str, *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    env.update(
-        HOOKLINE_ENV="development",
-        HOOKLINE_DATABASE_URL=database_url,
-        HOOKLINE_SECRET_KEYS=TEST_KEY,
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from hookline.cli import main; main()",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+def hookline(
+    database_url: str, *args: str
+) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    return hookline_process(hookline_env(database_url), *args)
 
 
 async def settled(proc: asyncio.subprocess.Process, timeout_s: float = 60.0) -> None:

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import socket
 import sqlite3
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,7 +23,14 @@ from sqlalchemy.engine import make_url
 from hookline.store import Store
 from hookline.store.schema import deliveries
 from tests.integration.test_publish import EXAMPLE_DATA
-from tests.support import TEST_KEY, Receiver, make_settings, running_api
+from tests.support import (
+    Receiver,
+    free_port,
+    hookline_env,
+    hookline_process,
+    make_settings,
+    running_api,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -48,54 +52,26 @@ class Answer:
     error: str | None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def serving(database_url: str) -> AsyncIterator[str]:
     """`hookline serve` on a free loopback port, with the default limits; its base URL."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    env.update(
-        HOOKLINE_ENV="development",
-        HOOKLINE_DATABASE_URL=database_url,
-        HOOKLINE_SECRET_KEYS=TEST_KEY,
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from hookline.cli import main; main()",
-        "serve",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    env = hookline_env(database_url)
     base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.returncode is None, "hookline serve exited"
-                with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{base}/healthz") as response:
-                        if response.status == 200:
-                            break
-                assert time.monotonic() < deadline, "hookline serve did not start"
-                await asyncio.sleep(0.1)
+    async with (
+        hookline_process(env, "serve", "--port", str(port)) as proc,
+        aiohttp.ClientSession() as session,
+    ):
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.returncode is None, "hookline serve exited"
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{base}/healthz") as response:
+                    if response.status == 200:
+                        break
+            assert time.monotonic() < deadline, "hookline serve did not start"
+            await asyncio.sleep(0.1)
         yield base
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=30)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def publisher(

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from hookline.store import Store
 from tests.e2e.test_worker_process import statuses, worker_env
 from tests.integration.test_publish import EXAMPLE_DATA
-from tests.support import TEST_KEY, Receiver, make_settings, running_receiver, wait_until
+from tests.support import TEST_KEY, Receiver, free_port, make_settings, running_receiver, wait_until
 
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-c", "from hookline.cli import main; main()"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def samples(exposition: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,16 +19,11 @@ import pytest
 
 from hookline.ids import new_secret
 from hookline.payload import build_headers
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def read_until(proc: subprocess.Popen[str], pattern: str, timeout_s: float = 30) -> re.Match[str]:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import pytest
 
 from hookline.ids import new_secret
 from hookline.payload import build_headers
-from tests.support import FAST_RETRIES, Api, Receiver, make_settings, running_api
+from tests.support import FAST_RETRIES, Api, Receiver, free_port, make_settings, running_api
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["fastapi", "flask"]
@@ -35,12 +34,6 @@ async def api(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[Api]:
     shutil.copy(sqlite_template, path)
     async with running_api(make_settings(f"sqlite+aiosqlite:///{path}", **FAST_RETRIES)) as api:
         yield api
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def output(log: Path) -> str:

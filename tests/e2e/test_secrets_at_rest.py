@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from cryptography.fernet import Fernet
 from hookline.config import Settings
 from hookline.crypto import KeyConfigError, SecretBox, dev_key_path, load_box
 from hookline.store import Store
-from tests.support import TEST_KEY, Receiver, make_settings, running_api, wait_until
+from tests.support import TEST_KEY, Receiver, free_port, make_settings, running_api, wait_until
 
 EVENT = "resume.parsed"
 DATA = {"resumeId": "r1", "fileName": "cv.pdf", "parsedAt": "2024-11-14T10:05:00Z", "success": True}
@@ -206,13 +205,6 @@ def test_development_key_file_is_private_and_reused(tmp_path: Path) -> None:
         load_box(production)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def serving(
     env: dict[str, str], out: Path, err: Path, port: int
@@ -247,7 +239,7 @@ async def test_serve_logs_no_secret_and_no_token(tmp_path: Path, receiver: Recei
     )
     migrated = await asyncio.to_thread(hookline, "migrate", env=env)
     assert migrated.returncode == 0, migrated.stderr
-    port = _free_port()
+    port = free_port()
     out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     base = f"http://127.0.0.1:{port}"
     with serving(env, out, err, port) as process:

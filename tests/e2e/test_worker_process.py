@@ -5,7 +5,6 @@ wakes a worker in another process."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections import Counter
@@ -19,26 +18,21 @@ from hookline.config import Settings
 from hookline.store import EndpointFields, Store
 from hookline.store.schema import deliveries
 from tests.integration.test_publish import EXAMPLE_DATA
-from tests.support import TEST_KEY, Receiver, make_settings, wait_until
+from tests.support import Receiver, hookline_env, make_settings, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKLINE_")}
-    env.update(
-        HOOKLINE_ENV="development",
-        HOOKLINE_DATABASE_URL=settings.database_url,
-        HOOKLINE_SECRET_KEYS=TEST_KEY,
-        HOOKLINE_POLL_INTERVAL_S="0.1",
-        HOOKLINE_TIMEOUT_S="2",
-        HOOKLINE_LEASE_S="3",
-        HOOKLINE_RETRY_DELAYS_S="0.1,0.1,0.1",
-        HOOKLINE_WORKER_CONCURRENCY="16",
-        HOOKLINE_WORKER_BATCH_SIZE="16",
-    )
-    env.update(extra)
-    return env
+    fast = {
+        "HOOKLINE_POLL_INTERVAL_S": "0.1",
+        "HOOKLINE_TIMEOUT_S": "2",
+        "HOOKLINE_LEASE_S": "3",
+        "HOOKLINE_RETRY_DELAYS_S": "0.1,0.1,0.1",
+        "HOOKLINE_WORKER_CONCURRENCY": "16",
+        "HOOKLINE_WORKER_BATCH_SIZE": "16",
+    }
+    return hookline_env(settings.database_url, **{**fast, **extra})
 
 
 @asynccontextmanager
