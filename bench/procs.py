@@ -47,6 +47,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+def run_slices(pid: int) -> int:
+    """How many times the scheduler has put a live process's threads on a CPU (the third field
+    of /proc/<pid>/task/*/schedstat): near enough its wake-ups, when it is mostly asleep."""
+    total = 0
+    for schedstat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(schedstat.read_text().split()[2])
+    return total
+
+
 def machine_cpu_seconds() -> float:
     """CPU time spent busy by the whole machine (all cores, every process), from /proc/stat."""
     try:

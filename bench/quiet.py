@@ -39,7 +39,7 @@ from sqlalchemy.engine import make_url
 
 from bench import db, load, seed
 from bench.bare_client import EVENT, event_data
-from bench.procs import Proc, cpu_seconds, free_port, log, wait_http, wait_log
+from bench.procs import Proc, cpu_seconds, free_port, log, run_slices, wait_http, wait_log
 from bench.stats import summary_ms
 from hookline.config import Settings
 from hookline.store.schema import deliveries
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 #: poll every 0.05 s).
 DEFAULT_POLL_INTERVAL_S = "1"
 HOG = [sys.executable, "-c", "while True: pass"]
+#: The idle baseline: a process that only wakes once a second. What it costs is what one
+#: wake-up a second costs on this machine (on small VMs, far more than the work it does).
+SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]
 
 
 def _share(proc: Proc, cpu0: float, seconds: float) -> float:
@@ -89,19 +92,23 @@ async def idle(bench: Bench, backend: str, url: str) -> dict[str, Any]:
     plan = bench.plan
     serve, _ = await _start_serve(bench, f"quiet-{backend}-idle-serve", url)
     worker = await _start_worker(bench, f"quiet-{backend}-idle-worker", url)
+    sleeper = bench.procs.start(f"quiet-{backend}-idle-sleeper", SLEEPER)
     try:
         user = await db.make_user(url, bench.key, "idle", bench.hook_url)
         await _settled(serve)
         await _settled(worker)
-        cpu0 = {p.name: cpu_seconds(p.pid) for p in (serve, worker)}
+        procs = (serve, worker, sleeper)
+        cpu0 = {p.name: cpu_seconds(p.pid) for p in procs}
+        slices0 = {p.name: run_slices(p.pid) for p in procs}
         started = time.monotonic()
         await asyncio.sleep(plan.quiet_idle_s)
         seconds = time.monotonic() - started
-        result: dict[str, Any] = {
-            "seconds": round(seconds, 1),
-            "serve_pct_of_core": _share(serve, cpu0[serve.name], seconds),
-            "worker_pct_of_core": _share(worker, cpu0[worker.name], seconds),
-        }
+        result: dict[str, Any] = {"seconds": round(seconds, 1)}
+        for who, proc in (("serve", serve), ("worker", worker), ("sleeper", sleeper)):
+            result[f"{who}_pct_of_core"] = _share(proc, cpu0[proc.name], seconds)
+            woke = run_slices(proc.pid) - slices0[proc.name]
+            result[f"{who}_wakeups_per_s"] = round(woke / seconds, 2)
+        result["sleeper_note"] = "a process that only sleeps 1 s at a time: the baseline"
         await load.receiver_reset(bench.receiver)
         store = db.open_store(url, bench.key)
         lags = []
@@ -124,6 +131,7 @@ async def idle(bench: Bench, backend: str, url: str) -> dict[str, Any]:
         result["pickup_note"] = "Store.publish in the benchmark's process -> receipt"
         return result
     finally:
+        bench.procs.stop(sleeper)
         bench.procs.stop(worker)
         bench.procs.stop(serve)
 
@@ -438,6 +446,18 @@ def quiet_rows(quiet: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             pct = idle_[f"{who}_pct_of_core"]
             rows.append(
                 (f"{backend}: idle {who}, % of a core", fmt(pct), "<= 0.5", verdict(pct <= 0.5))
+            )
+            wakeups = fmt(idle_.get(f"{who}_wakeups_per_s"))
+            rows.append((f"{backend}: idle {who}, wake-ups/s", wakeups, "", ""))
+        if "sleeper_pct_of_core" in idle_:
+            rows.append(
+                (
+                    f"{backend}: baseline, a 1 s sleep loop: % of a core (wake-ups/s)",
+                    f"{fmt(idle_['sleeper_pct_of_core'], 3)}"
+                    f" ({fmt(idle_['sleeper_wakeups_per_s'])})",
+                    "",
+                    "",
+                )
             )
         pick = idle_["pickup"].get("p50_ms")
         rows.append(

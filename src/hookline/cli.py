@@ -273,18 +273,22 @@ def serve(
             "no users yet: create an admin, whose token publishes events, with "
             "'hookline users create NAME --admin'"
         )
-    from hookline.api.server import protocol_for
+    from hookline.api.server import protocol_for, serve
 
-    uvicorn.run(
-        create_app(config, run_worker=not no_worker),
-        host=host,
-        port=port,
-        log_level="info",
-        log_config=None,  # uvicorn's lines go through _setup_logging's format too
-        access_log=False,  # the API logs its own access line: method, route, status, time
-        timeout_graceful_shutdown=int(config.shutdown_grace_s) + 5,
-        http=protocol_for(config),  # httptools with header-size, header-count and time limits
+    started = serve(
+        uvicorn.Config(
+            create_app(config, run_worker=not no_worker),
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=None,  # uvicorn's lines go through _setup_logging's format too
+            access_log=False,  # the API logs its own access line: method, route, status, time
+            timeout_graceful_shutdown=int(config.shutdown_grace_s) + 5,
+            http=protocol_for(config),  # httptools with header-size, header-count, time limits
+        )
     )
+    if not started:  # uvicorn has logged why (the port is taken, say)
+        raise typer.Exit(3)
 
 
 @app.command()

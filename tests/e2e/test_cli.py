@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,16 @@ def test_unmigrated_database_and_bad_settings(tmp_path: Path) -> None:
         HOOKLINE_DATABASE_URL="postgresql+asyncpg://nobody@127.0.0.1:1/x",
     )
     assert production.returncode == 1 and production.stderr.count("\n") == 1
+
+
+def test_serve_on_a_taken_port_says_so_and_fails(db: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run(db, "serve", "--port", str(port), HOOKLINE_ENV="development")
+    assert result.returncode == 3, result.stderr
+    assert "address already in use" in result.stderr
 
 
 def test_keygen_makes_a_usable_key(tmp_path: Path) -> None:

@@ -1,16 +1,19 @@
 """uvicorn's httptools protocol with the limits it lacks: the size and count of request headers
-(431 past them) and a deadline for each request to arrive in full (408 past it)."""
+(431 past them) and a deadline for each request to arrive in full (408 past it); and uvicorn's
+server, woken once a second when idle instead of ten times (``QuietServer``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from types import FrameType
 from typing import Any
 
 import httptools
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-from uvicorn.server import ServerState
+from uvicorn.server import Server, ServerState
 
 from hookline.config import Settings
 
@@ -216,3 +219,39 @@ def protocol_for(settings: Settings) -> type[LimitedHttpToolsProtocol]:
         request_timeout_s = settings.request_timeout_s
 
     return Configured
+
+
+class QuietServer(Server):
+    """uvicorn's ``Server``, whose main loop wakes once a second instead of every 0.1 s, and at
+    once on SIGTERM or SIGINT. Each wake-up of an idle process costs CPU (on this project's
+    2-core VMs, about 0.2 ms, more after a long sleep); ten a second were a third of an idle
+    `hookline serve`'s. The tick only refreshes the ``Date`` header, which has one-second
+    resolution, and notices a signal, which now wakes it directly."""
+
+    _exit_now: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._exit_now = asyncio.Event()
+        counter = 0
+        should_exit = await self.on_tick(counter)
+        while not should_exit:
+            counter = (counter + 10) % 864000  # on_tick refreshes the Date header at % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_now.wait(), timeout=1.0)
+            should_exit = await self.on_tick(counter)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._loop is not None and self._exit_now is not None:
+            self._loop.call_soon_threadsafe(self._exit_now.set)
+
+
+def serve(config: Config) -> bool:
+    """Run ``config``'s app under ``QuietServer`` until a signal stops it, as ``uvicorn.run``
+    does; False when it never started (the port was taken, say)."""
+    server = QuietServer(config=config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    return server.started

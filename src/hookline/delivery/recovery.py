@@ -1,8 +1,8 @@
 """Recoveries inside the worker: take recovery tasks (any worker process may hold one, under a
-lease) and walk each, requeueing its failed deliveries oldest first at no more than
-``HOOKLINE_RECOVERY_RATE`` per second. The store does each step in one transaction
-(``hookline.store.tasks``); this module only paces the steps, renews leases while it waits,
-and gives its tasks back when the worker stops."""
+lease; ``LOOK_EVERY_POLLS`` says when a worker looks) and walk each, requeueing its failed
+deliveries oldest first at no more than ``HOOKLINE_RECOVERY_RATE`` per second. The store does
+each step in one transaction (``hookline.store.tasks``); this module only paces the steps,
+renews leases while it waits, and gives its tasks back when the worker stops."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ log = logging.getLogger("hookline.recovery")
 MAX_TASKS = 4
 #: Steps per second at most: above this rate each step requeues a small batch.
 STEPS_PER_S = 20.0
+#: Unprompted, a worker looks for a task every this many poll intervals. A task queued or
+#: given back by this process prompts it at once, and on PostgreSQL so does one from any
+#: process (NOTIFY); prompted, it looks at most once per poll interval, and at least once a
+#: ``PROMPTED_GAP_S`` (NOTIFYs come with every new delivery: hundreds a second).
+LOOK_EVERY_POLLS = 5
+PROMPTED_GAP_S = 1.0
 
 
 def pace(rate: float) -> tuple[int, float]:
@@ -37,17 +43,34 @@ class Recovery:
         self.worker = worker
         self.wake = wake  #: the worker's: set when deliveries were requeued
         self._stopping = asyncio.Event()
+        self._prompted = asyncio.Event()  # a task may be waiting: look soon
         self._walking: dict[str, asyncio.Task[None]] = {}
 
     def stop(self) -> None:
         """Stop taking tasks; run() then gives back those under way and returns."""
         self._stopping.set()
+        self._prompted.set()
+
+    def prompt(self) -> None:
+        """A task may be waiting (one was queued, or given back, or a NOTIFY came): look
+        within a poll interval."""
+        self._prompted.set()
 
     async def run(self) -> None:
-        """Take tasks as they come (looking every poll interval) until stop()."""
+        """Take tasks as they come until stop(): when prompted, or every few poll intervals."""
+        loop = asyncio.get_running_loop()
+        poll_s = self.settings.poll_interval_s
+        gap_s = min(poll_s, PROMPTED_GAP_S)
+        unwatch = self.store.watch_tasks(self.prompt)
+        next_look = loop.time()
         try:
             while not self._stopping.is_set():
                 if len(self._walking) < MAX_TASKS:
+                    await self._sleep(next_look - loop.time())  # prompts come in bursts
+                    if self._stopping.is_set():
+                        break
+                    self._prompted.clear()
+                    next_look = loop.time() + gap_s
                     try:
                         task = await self.store.take_task(self.worker)
                     except Exception:
@@ -59,14 +82,18 @@ class Recovery:
                         walk = asyncio.create_task(self._walk(task), name=f"recovery-{task.id}")
                         self._walking[task.id] = walk
                         walk.add_done_callback(self._forget)
+                        next_look = loop.time()
                         continue  # there may be more waiting
-                await self._sleep(self.settings.poll_interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._prompted.wait(), poll_s * LOOK_EVERY_POLLS)
         finally:
+            unwatch()
             if self._walking:
                 await asyncio.gather(*self._walking.values(), return_exceptions=True)
 
     def _forget(self, walk: asyncio.Task[None]) -> None:
         self._walking = {key: other for key, other in self._walking.items() if other is not walk}
+        self._prompted.set()  # room for another
 
     async def _walk(self, task: TaskRow) -> None:
         """Step through one task at the pace, until it ends, the lease is lost, or we stop."""
@@ -132,5 +159,7 @@ class Recovery:
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep ``seconds``, or until stop()."""
+        if seconds <= 0:
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

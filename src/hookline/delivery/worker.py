@@ -42,6 +42,10 @@ MAINTENANCE_EVERY_S = 5.0
 # gap is all the latency this adds; the write gap adds none to sending (only to when the
 # log shows the outcome), so it is the longer: at 200 deliveries/s a write carries about five.
 CLAIM_GAP_S = 0.002
+# Once a read of the next due time found nothing waiting at all, the next read is this many
+# poll intervals later (new deliveries and the worker's own retries wake it sooner). Each
+# read of an idle process costs a few wake-ups, dear on a small VM.
+IDLE_POLLS = 5
 RECORD_GAP_S = 0.025
 # An outcome the database refuses is retried alone after these delays; then it is recorded
 # without the receiver's text (UNRECORDABLE), retried as often again, then given up (its
@@ -191,10 +195,15 @@ class Worker:
 
     async def run(self) -> None:
         """Work until stop() is called."""
-        stop_listening = await self.store.listen(self.wake.set, busy=self._busy)
+        recovery = Recovery(self.store, self.settings, self.name, self.wake)
+
+        def heard() -> None:  # a new delivery, or on PostgreSQL perhaps a task
+            self.wake.set()
+            recovery.prompt()
+
+        stop_listening = await self.store.listen(heard, busy=self._busy)
         writer = asyncio.create_task(self._write_results(), name="hookline-results")
         upkeep = asyncio.create_task(self._maintain(), name="hookline-maintenance")
-        recovery = Recovery(self.store, self.settings, self.name, self.wake)
         recovering = asyncio.create_task(recovery.run(), name="hookline-recovery")
         log.info("worker %s started", self.name)
         try:
@@ -258,7 +267,21 @@ class Worker:
             caught_up = len(jobs) < want
             if not caught_up:
                 continue  # there may be more due right now
-            await self._sleep(await self._idle_wait_s())
+            await self._wait_for_work()
+
+    async def _wait_for_work(self) -> None:
+        """Once caught up: return when woken (a new delivery, a stop) or when something is
+        due. A poll that finds nothing due sleeps again without claiming, so an idle worker
+        makes one small read per poll interval, not a claim as well."""
+        while True:
+            try:
+                wait_s = await self._idle_wait_s()
+            except Exception:
+                log.exception("reading the next due time failed")
+                await self._sleep(self.settings.poll_interval_s)
+                return  # a claim then says whether the database is back
+            if wait_s <= 0 or await self._sleep(wait_s):
+                return
 
     async def _idle_wait_s(self) -> float:
         """How long to sleep when nothing is due: until the next retry, at most a poll.
@@ -266,17 +289,16 @@ class Worker:
         The next due time is read once per poll interval, not after every short claim: at a
         trickle of events each one wakes the worker, and a read per wake-up would cost as much
         as the claim. New deliveries wake the worker, and its own retries set a timer, so
-        only other workers' retries wait for the re-read, at most a poll interval."""
+        only other workers' retries wait for the re-read, at most a poll interval; when the
+        last read found nothing waiting at all, ``IDLE_POLLS`` intervals."""
         loop = asyncio.get_running_loop()
         poll_s = self.settings.poll_interval_s
+        if self._due_read_at is not None and self._next_due is None:
+            poll_s *= IDLE_POLLS  # nothing at all was waiting: a retry of ours sets a timer
         now = loop.time()
         stale = self._due_read_at is None or now - self._due_read_at >= poll_s
         if stale or (self._next_due is not None and self._next_due <= now):
-            try:
-                due = await self.store.next_due()
-            except Exception:
-                log.exception("reading the next due time failed")
-                return poll_s
+            due = await self.store.next_due()
             now = loop.time()
             self._due_read_at = now
             self._next_due = None
@@ -288,12 +310,15 @@ class Worker:
             wait_s = min(wait_s, self._next_due - now)
         return max(0.0, wait_s)
 
-    async def _sleep(self, seconds: float) -> None:
-        """Sleep until woken (new delivery, stop) or ``seconds`` pass."""
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep until woken (new delivery, stop) or ``seconds`` pass; True when woken."""
         if seconds <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
+            return self.wake.is_set()
+        try:
             await asyncio.wait_for(self.wake.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
 
     async def _run_job(self, job: Job) -> None:
         DELIVERY_ID.set(job.delivery.delivery_id)  # for log lines about this attempt

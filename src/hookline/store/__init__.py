@@ -126,6 +126,8 @@ class Store:
             SqliteQueue(self.db, rules) if self.db.sqlite else PostgresQueue(self.db, rules)
         )
         self._opened: dict[str, str] = {}  # ciphertext -> secret, so claims skip Fernet
+        # Called when this process queues a task or gives one back (watch_tasks).
+        self._task_watchers: list[Callable[[], None]] = []
         # token id -> time.monotonic() of this process's last write of its last_used_at, so
         # a burst of requests with one token writes once, not once per request in flight.
         self._touched: dict[str, float] = {}
@@ -703,9 +705,22 @@ class Store:
                 raise NotFound(f"no endpoint with id {endpoint_id}")
             if not endpoint.enabled:
                 raise EndpointDisabled(f"endpoint {endpoint_id} is disabled")
-            return await task_sql.insert_recovery(
+            task = await task_sql.insert_recovery(
                 conn, user_id, endpoint_id, since, until, utcnow()
             )
+        self._tasks_waiting()
+        return task
+
+    def watch_tasks(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever this process queues a task or gives one back, so that a
+        worker here takes it at once; returns a function that stops calling it. (Workers in
+        other processes hear of it by NOTIFY on PostgreSQL, or find it on their next look.)"""
+        self._task_watchers.append(callback)
+        return lambda: self._task_watchers.remove(callback)
+
+    def _tasks_waiting(self) -> None:
+        for callback in list(self._task_watchers):
+            callback()
 
     async def get_task(self, user_id: str, task_id: str) -> TaskRow:
         async with self.db.read() as conn:
@@ -738,7 +753,10 @@ class Store:
 
     async def release_task(self, task_id: str, worker: str) -> bool:
         """Give a task back for another worker to take at once."""
-        return await self._task_write(task_sql.release_sync, task_id, worker, utcnow())
+        released = await self._task_write(task_sql.release_sync, task_id, worker, utcnow())
+        if released:
+            self._tasks_waiting()
+        return released
 
     async def recover_step(self, task_id: str, worker: str, limit: int) -> task_sql.Step:
         """Requeue the next ``limit`` deliveries of a recovery ``worker`` holds (trigger

@@ -218,6 +218,8 @@ async def insert_recovery(
             .returning(*tasks.c)
         )
     ).one()
+    if conn.dialect.name == "postgresql":  # wake a worker in any process (see Recovery)
+        await conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL})
     return _task(row)
 
 
@@ -272,7 +274,10 @@ def release_sync(conn: Connection, task_id: str, worker: str, now: datetime) -> 
         .where(_held(task_id, worker))
         .values(status=TaskStatus.QUEUED.value, lease_owner=None, lease_until=None, updated_at=now)
     )
-    return conn.execute(statement).rowcount == 1
+    released = conn.execute(statement).rowcount == 1
+    if released and conn.dialect.name == "postgresql":  # another worker takes it at once
+        conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL})
+    return released
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""What an idle worker asks the database, and how it still takes new work at once: on SQLite
+and PostgreSQL, with the worker inside the API as `hookline serve` runs it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from hookline.store import Store, TaskStatus
+from hookline.timeutil import utcnow
+from tests.integration.test_resend import log_of, publish, setup
+from tests.support import Api, Receiver, make_settings, running_api, wait_until
+
+
+def counting(store: Store, *names: str) -> Counter[str]:
+    """Count calls of these methods of ``store`` from now on (each still does its work)."""
+    calls: Counter[str] = Counter()
+    for name in names:
+        method: Callable[..., Awaitable[Any]] = getattr(store, name)
+
+        def counted(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            calls[_name] += 1
+            return _method(*args, **kw)
+
+        setattr(store, name, counted)
+    return calls
+
+
+async def test_an_idle_worker_reads_rarely_and_claims_nothing(database_url: str) -> None:
+    """Idle for 2 s at a poll interval of 0.1 s, with nothing waiting at all: a read of the
+    next due time every five polls (about 4), no claim, and a look for recovery tasks every
+    five polls. Before, each poll claimed, read and looked: three statements every 0.1 s."""
+    async with running_api(make_settings(database_url, poll_interval_s=0.1)) as api:
+        await asyncio.sleep(0.5)  # started, and caught up
+        calls = counting(api.store, "claim", "next_due", "take_task")
+        await asyncio.sleep(2.0)
+    assert calls["claim"] == 0, calls
+    assert 2 <= calls["next_due"] <= 8, calls
+    assert calls["take_task"] <= 8, calls
+
+
+async def test_a_resend_by_another_process_is_found_by_the_poll(
+    database_url: str, receiver: Receiver
+) -> None:
+    """A delivery another process made due again (a resend: an update, which SQLite's watcher
+    does not report) is claimed once the next due time says so, within a few polls."""
+    settings = make_settings(database_url, poll_interval_s=0.1)
+    async with running_api(settings) as api:
+        user_id, auth, _, _ = await setup(api, receiver)
+        delivery_id = await publish(api, user_id)
+        await wait_until(lambda: _succeeded(api, auth, delivery_id))
+        await asyncio.sleep(0.3)  # idle again
+        other = Store(settings)
+        try:
+            await other.resend(user_id, (await log_of(api, auth, delivery_id))["id"])
+        finally:
+            await other.close()
+
+        async def twice() -> bool:
+            return len(receiver.received) == 2
+
+        await wait_until(twice, timeout_s=3.0)
+
+
+async def _succeeded(api: Api, auth: dict[str, str], delivery_id: str) -> bool:
+    return bool((await log_of(api, auth, delivery_id))["success"])
+
+
+async def _queued_task(api: Api, store: Store, receiver: Receiver) -> tuple[str, str]:
+    """A recovery queued through ``store`` for a new user's endpoint: (user id, task id)."""
+    user_id, _, endpoint_id, _ = await setup(api, receiver)
+    task = await store.start_recovery(user_id, endpoint_id, utcnow() - timedelta(hours=1), utcnow())
+    return user_id, task.id
+
+
+async def _taken_within(api: Api, user_id: str, task_id: str, seconds: float) -> None:
+    async def taken() -> bool:
+        return (await api.store.get_task(user_id, task_id)).status is not TaskStatus.QUEUED
+
+    await wait_until(taken, timeout_s=seconds)
+
+
+async def test_a_task_queued_by_this_process_is_taken_at_once(
+    database_url: str, receiver: Receiver
+) -> None:
+    """With a poll interval of 3 s (an unprompted look every 15 s), a recovery queued through
+    the API is taken within a second: the store prompts the worker of its own process."""
+    async with running_api(make_settings(database_url, poll_interval_s=3.0)) as api:
+        await asyncio.sleep(1.2)  # the first look is a prompted gap (1 s) behind
+        user_id, task_id = await _queued_task(api, api.store, receiver)
+        await _taken_within(api, user_id, task_id, 1.0)
+
+
+async def test_a_task_queued_by_another_process_is_taken_at_once(
+    database_url: str, receiver: Receiver
+) -> None:
+    """On PostgreSQL the NOTIFY that comes with a new task prompts a worker in any process."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no NOTIFY: a worker elsewhere finds it on its next look")
+    settings = make_settings(database_url, poll_interval_s=3.0)
+    async with running_api(settings) as api:
+        await asyncio.sleep(1.2)
+        other = Store(settings)
+        try:
+            user_id, task_id = await _queued_task(api, other, receiver)
+        finally:
+            await other.close()
+        await _taken_within(api, user_id, task_id, 1.0)

@@ -1,0 +1,52 @@
+"""The API's uvicorn server: idle, its main loop wakes once a second instead of ten times, and
+a signal still ends it at once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import uvicorn
+
+from hookline.api.server import QuietServer
+
+
+async def app(scope: Any, receive: Any, send: Any) -> None:  # never called: nothing connects
+    raise AssertionError(scope)
+
+
+class Counting(QuietServer):
+    ticks = 0
+
+    async def on_tick(self, counter: int) -> bool:
+        self.ticks += 1
+        return await super().on_tick(counter)
+
+
+def server() -> Counting:
+    config = uvicorn.Config(app, lifespan="off", log_config=None)
+    config.load()
+    return Counting(config)
+
+
+async def test_idle_it_ticks_once_a_second_and_keeps_the_date_header() -> None:
+    quiet = server()
+    loop = asyncio.create_task(quiet.main_loop())
+    await asyncio.sleep(2.5)
+    quiet.should_exit = True
+    await asyncio.wait_for(loop, timeout=2.0)
+    # uvicorn's own loop ticks every 0.1 s: 25 times in 2.5 s.
+    assert 2 <= quiet.ticks <= 5, quiet.ticks
+    assert [name for name, _ in quiet.server_state.default_headers] == [b"date", b"server"]
+
+
+async def test_a_signal_ends_the_main_loop_at_once() -> None:
+    quiet = server()
+    loop = asyncio.create_task(quiet.main_loop())
+    await asyncio.sleep(0.3)
+    started = time.monotonic()
+    quiet.handle_exit(signal.SIGTERM, None)
+    await asyncio.wait_for(loop, timeout=2.0)
+    assert time.monotonic() - started < 0.5  # not at the next tick, up to a second away
