@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from hookline import __version__
 from hookline.api import docs, errors
 from hookline.api.failures import FailureResponses
-from hookline.api.front_door import FastPublish
+from hookline.api.front_door import FastPublish, FastReads
 from hookline.api.limits import BodySizeLimit
 from hookline.api.metrics import RequestMetrics
 from hookline.api.metrics import router as metrics_router
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = True) -> 
     errors.install(app)
     # Innermost of ours: inside the body limit, the error answers and the metrics.
     app.add_middleware(FastPublish)
+    app.add_middleware(FastReads)
     app.add_middleware(
         BodySizeLimit,
         default_limit=settings.max_config_body_bytes,

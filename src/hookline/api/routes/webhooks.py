@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+import orjson
+from fastapi import APIRouter, Path, Query, Response
 
 from hookline.api.deps import (
     CurrentUser,
@@ -25,15 +26,12 @@ from hookline.api.schemas import (
     Bucket,
     ConfigIn,
     ConfigResponse,
-    ConfigView,
-    EventCounts,
     LogDetail,
     LogDetailResponse,
     LoggedEvent,
     LogItem,
     LogsResponse,
     MessageResponse,
-    Pagination,
     RegenerateResponse,
     ResendResponse,
     SaveConfigResponse,
@@ -85,30 +83,45 @@ BAD_BODY: Responses = {
 }
 
 
-def _config_view(endpoint: EndpointRow) -> ConfigView:
-    return ConfigView(
-        id=endpoint.id,
-        url=endpoint.url,
-        enabled=endpoint.enabled,
-        enabledEvents=endpoint.enabled_events,
-        createdAt=iso_millis(endpoint.created_at),
-        updatedAt=iso_millis(endpoint.updated_at),
-        disabledAt=iso(endpoint.disabled_at),
-        disabledReason=endpoint.disabled_reason,
-    )
+def _config_fields(endpoint: EndpointRow) -> dict[str, Any]:
+    """A ConfigView's fields."""
+    return {
+        "id": endpoint.id,
+        "url": endpoint.url,
+        "enabled": endpoint.enabled,
+        "enabledEvents": endpoint.enabled_events,
+        "createdAt": iso_millis(endpoint.created_at),
+        "updatedAt": iso_millis(endpoint.updated_at),
+        "disabledAt": iso(endpoint.disabled_at),
+        "disabledReason": endpoint.disabled_reason,
+    }
+
+
+def json_response(payload: dict[str, Any]) -> Response:
+    """A read route's answer, built from plain values: the bytes FastAPI would send for the
+    route's response model, without building and re-validating the model (most of a read's
+    CPU). The response models still describe these answers in the OpenAPI document, and the
+    schema tests hold the answers to them."""
+    return Response(orjson.dumps(payload), media_type="application/json")
 
 
 @router.get(
     "/config", operation_id="getConfig", response_model=ConfigResponse, responses=AUTH_ERRORS
 )
-async def get_config(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> ConfigResponse:
+async def get_config(user: CurrentUser, store: StoreDep, settings: SettingsDep) -> Response:
     """The user's webhook configuration (never its secret) and the events on offer."""
-    endpoint = await store.get_config(user.id)
-    return ConfigResponse(
-        configured=endpoint is not None,
-        config=None if endpoint is None else _config_view(endpoint),
-        availableEvents=list(settings.events),
-    )
+    return json_response(await config_payload(store, settings, user.id))
+
+
+async def config_payload(store: Store, settings: Settings, user_id: str) -> dict[str, Any]:
+    """GET /api/webhooks/config's answer (a ConfigResponse), as the route and the fast path
+    (``hookline.api.front_door``) send it."""
+    endpoint = await store.get_config(user_id)
+    return {
+        "configured": endpoint is not None,
+        "config": None if endpoint is None else _config_fields(endpoint),
+        "availableEvents": list(settings.events),
+    }
 
 
 @router.post(
@@ -316,19 +329,38 @@ async def list_logs(
     event: Annotated[LoggedEvent | None, Query(max_length=100)] = None,
     success: bool | None = None,
     endpoint_id: EndpointFilter = None,
-) -> LogsResponse:
+) -> Response:
     """The delivery log, newest first. `statusCode` and `error` are the last attempt's."""
     _check_event_filter(event, settings.events)
     await _check_endpoint_filter(store, user.id, endpoint_id)
+    return json_response(
+        await logs_payload(store, user.id, limit, offset, event, success, endpoint_id)
+    )
+
+
+async def logs_payload(
+    store: Store,
+    user_id: str,
+    limit: int,
+    offset: int,
+    event: str | None = None,
+    success: bool | None = None,
+    endpoint_id: str | None = None,
+) -> dict[str, Any]:
+    """GET /api/webhooks/logs's answer (a LogsResponse) for checked parameters, as the route
+    and the fast path (``hookline.api.front_door``) send it."""
     rows, total = await store.logs_page(
-        user.id, limit, offset, event, success, endpoint_id=endpoint_id
+        user_id, limit, offset, event, success, endpoint_id=endpoint_id
     )
-    return LogsResponse(
-        logs=[LogItem(**_log_fields(row), attempts=row.attempts) for row in rows],
-        pagination=Pagination(
-            total=total, limit=limit, offset=offset, hasMore=offset + len(rows) < total
-        ),
-    )
+    return {
+        "logs": [{**_log_fields(row), "attempts": row.attempts} for row in rows],
+        "pagination": {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "hasMore": offset + len(rows) < total,
+        },
+    }
 
 
 @router.get(
@@ -444,33 +476,41 @@ def _ratio(numerator: float, denominator: int) -> str:
 )
 async def stats(
     user: CurrentUser, store: StoreDep, settings: SettingsDep, endpoint_id: EndpointFilter = None
-) -> StatsResponse:
+) -> Response:
     """Finished deliveries: totals, success rate, average attempts, and by event."""
     await _check_endpoint_filter(store, user.id, endpoint_id)
-    by_event, pending = await store.stats(user.id, endpoint_id)
+    return json_response(await stats_payload(store, settings, user.id, endpoint_id))
+
+
+async def stats_payload(
+    store: Store, settings: Settings, user_id: str, endpoint_id: str | None = None
+) -> dict[str, Any]:
+    """GET /api/webhooks/stats's answer (a StatsResponse), as the route and the fast path
+    (``hookline.api.front_door``) send it."""
+    by_event, pending = await store.stats(user_id, endpoint_id)
     successful = sum(c.successful for c in by_event.values())
     failed = sum(c.failed for c in by_event.values())
     attempts = sum(c.attempts_sum for c in by_event.values())
     total = successful + failed
     order = {name: i for i, name in enumerate(settings.events)}
     names = sorted(by_event, key=lambda name: (order.get(name, len(order)), name))
-    return StatsResponse(
-        total=total,
-        successful=successful,
-        failed=failed,
-        pending=pending,
-        successRate=_ratio(successful * 100, total),
-        averageAttempts=_ratio(attempts, total),
-        byEvent={
-            name: EventCounts(
-                total=by_event[name].successful + by_event[name].failed,
-                successful=by_event[name].successful,
-                failed=by_event[name].failed,
-            )
+    return {
+        "total": total,
+        "successful": successful,
+        "failed": failed,
+        "pending": pending,
+        "successRate": _ratio(successful * 100, total),
+        "averageAttempts": _ratio(attempts, total),
+        "byEvent": {
+            name: {
+                "total": by_event[name].successful + by_event[name].failed,
+                "successful": by_event[name].successful,
+                "failed": by_event[name].failed,
+            }
             for name in names
             if by_event[name].successful + by_event[name].failed > 0
         },
-    )
+    }
 
 
 WINDOWS: dict[Window, tuple[timedelta, timedelta]] = {
