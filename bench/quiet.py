@@ -54,6 +54,8 @@ HOG = [sys.executable, "-c", "while True: pass"]
 #: The idle baseline: a process that only wakes once a second. What it costs is what one
 #: wake-up a second costs on this machine (on small VMs, far more than the work it does).
 SLEEPER = [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"]
+#: The trickle's baseline: a process that wakes 200 times a second and does nothing else.
+TICKER = [sys.executable, "-c", "import time\nwhile True: time.sleep(0.005)"]
 
 
 def _share(proc: Proc, cpu0: float, seconds: float) -> float:
@@ -142,15 +144,29 @@ async def _trickle(
     from bench.run import latency
 
     engine = db.writer_engine(url)
+    ticker = bench.procs.start(f"{serve.name}-ticker", TICKER)
     try:
+        await asyncio.sleep(0.5)
+        slices0 = {p.name: run_slices(p.pid) for p in (serve, *workers, ticker)}
+        ticker_cpu0 = cpu_seconds(ticker.pid)
         result = await latency(bench, "http_api", url, base, token, [serve, *workers], engine)
+        woke = {p.name: run_slices(p.pid) - slices0[p.name] for p in (serve, *workers, ticker)}
+        ticker_cpu = cpu_seconds(ticker.pid) - ticker_cpu0
     finally:
+        bench.procs.stop(ticker)
         await engine.dispose()
     published, delivered = result["published"], result["succeeded"]
     cpu = result["cpu_s"]
     worker_cpu = sum(cpu[p.name] for p in workers)
+    worker_wakeups = sum(woke[p.name] for p in workers)
     elapsed = published / result["achieved_rate"] if result.get("achieved_rate") else None
     return {
+        # What a wake-up costs here, from a process that only wakes 200 times a second.
+        "baseline_ms_per_wakeup": round(1000 * ticker_cpu / woke[ticker.name], 4)
+        if woke[ticker.name]
+        else None,
+        "api_wakeups_per_event": round(woke[serve.name] / published, 2) if published else None,
+        "worker_wakeups_per_delivery": round(worker_wakeups / delivered, 2) if delivered else None,
         "rate_offered": result["offered_rate"],
         "published": published,
         "delivered": delivered,
@@ -487,6 +503,16 @@ def quiet_rows(quiet: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"{fmt(ratios['worker_trickle_over_drain'])} x",
                 "<= 2 x",
                 verdict((ratios["worker_trickle_over_drain"] or 99) <= 2),
+            )
+        )
+        rows.append(
+            (
+                f"{backend}: trickle wake-ups per event, API / worker (one costs ms)",
+                f"{fmt(trickle.get('api_wakeups_per_event'))} / "
+                f"{fmt(trickle.get('worker_wakeups_per_delivery'))} "
+                f"({fmt(trickle.get('baseline_ms_per_wakeup'), 3)})",
+                "",
+                "",
             )
         )
         hog = out["trickle_with_hog"]

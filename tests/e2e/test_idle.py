@@ -21,14 +21,28 @@ pytestmark = pytest.mark.slow
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MEASURE_S = 10.0
-# The target is 0.5 % of a core (the benchmark measures it); a shared test machine makes each
-# wake-up dearer, so the bound is generous. Before, an idle SQLite process used 2-7 %.
-IDLE_BOUND = 0.015
+# What an idle process costs is mostly what its wake-ups cost, and on a shared VM one wake-up
+# costs 0.1-4 ms of CPU from run to run (a process that only sleeps 1 s at a time used
+# 0.2-0.4 % of a core). So the test bounds the wake-ups, which are the code's doing, and the
+# CPU only loosely. The target is 0.5 % of a core (the benchmark measures it). Before, an
+# idle SQLite process polled every 3 ms (over 300 wake-ups a second, 2-7 % of a core). Now
+# on PostgreSQL a process wakes 1-3 times a second; on SQLite 12-19 times, as each of its
+# few reads (about one every 1.7 s) hops between the event loop and aiosqlite's thread a
+# dozen times.
+WAKEUPS_PER_S_BOUND = 40.0
+IDLE_BOUND = 0.03
 
 
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wakeups(pid: int) -> int:
+    """Times the scheduler put any thread of ``pid`` on a CPU: an idle process's wake-ups."""
+    return sum(
+        int(stat.read_text().split()[2]) for stat in Path(f"/proc/{pid}/task").glob("*/schedstat")
+    )
 
 
 def hookline(
@@ -68,11 +82,18 @@ async def test_idle_processes_cost_almost_nothing_and_wake_at_once(
             for proc in (serve, worker):
                 await settled(proc)
             before = {proc.pid: cpu_s(proc.pid) for proc in (serve, worker)}
+            woke = {proc.pid: wakeups(proc.pid) for proc in (serve, worker)}
             started = time.monotonic()
             await asyncio.sleep(MEASURE_S)
             elapsed = time.monotonic() - started
             share = {pid: (cpu_s(pid) - used) / elapsed for pid, used in before.items()}
-            print(f"\nidle: serve {share[serve.pid]:.2%}, worker {share[worker.pid]:.2%} of a core")
+            rate = {pid: (wakeups(pid) - n) / elapsed for pid, n in woke.items()}
+            print(
+                f"\nidle: serve {share[serve.pid]:.2%} ({rate[serve.pid]:.1f} wake-ups/s),"
+                f" worker {share[worker.pid]:.2%} ({rate[worker.pid]:.1f}/s)"
+            )
+            assert rate[serve.pid] <= WAKEUPS_PER_S_BOUND, rate
+            assert rate[worker.pid] <= WAKEUPS_PER_S_BOUND, rate
             assert share[serve.pid] <= IDLE_BOUND, share
             assert share[worker.pid] <= IDLE_BOUND, share
 

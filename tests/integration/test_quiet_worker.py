@@ -4,6 +4,7 @@ and PostgreSQL, with the worker inside the API as `hookline serve` runs it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from hookline.store import Store, TaskStatus
+from hookline.store.endpoints import EndpointFields
 from hookline.timeutil import utcnow
+from tests.integration.test_publish import EXAMPLE_DATA
 from tests.integration.test_resend import log_of, publish, setup
 from tests.support import Api, Receiver, make_settings, running_api, wait_until
 
@@ -111,3 +114,29 @@ async def test_a_task_queued_by_another_process_is_taken_at_once(
         finally:
             await other.close()
         await _taken_within(api, user_id, task_id, 1.0)
+
+
+async def test_deliveries_held_back_by_a_rate_limit_go_out_on_time(
+    database_url: str, receiver: Receiver
+) -> None:
+    """An idle worker (its last read found nothing waiting) claims three deliveries to an
+    endpoint limited to one a second: it holds two back to the next seconds, and learns when
+    they are due from a read right after the claim, not five polls (2.5 s) on."""
+    settings = make_settings(database_url, poll_interval_s=0.5)
+    async with running_api(settings) as api:
+        user, _ = await api.user()
+        await api.store.create_endpoint(
+            user.id,
+            EndpointFields(url=receiver.url, enabled_events=["resume.parsed"], rate_limit=1),
+        )
+        await asyncio.sleep(1.0)  # idle: a read has found nothing waiting
+        for _ in range(3):
+            await api.store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+        api.app.state.wake.set()
+        arrived = await receiver.wait_for(3, timeout_s=10)
+    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(arrived)]
+    # One a second: each held-back delivery goes at the start of the next calendar second, at
+    # most 1 s after the one before. Reading again only after five polls (2.5 s) sent the
+    # second one 1.5 s after the first in each of the tries before this was fixed.
+    assert all(gap < 1.25 for gap in gaps), gaps
+    assert arrived[-1].at - arrived[0].at > 1.0, gaps  # the limit held

@@ -42,9 +42,9 @@ MAINTENANCE_EVERY_S = 5.0
 # gap is all the latency this adds; the write gap adds none to sending (only to when the
 # log shows the outcome), so it is the longer: at 200 deliveries/s a write carries about five.
 CLAIM_GAP_S = 0.002
-# Once a read of the next due time found nothing waiting at all, the next read is this many
-# poll intervals later (new deliveries and the worker's own retries wake it sooner). Each
-# read of an idle process costs a few wake-ups, dear on a small VM.
+# Once a read of the next due time found nothing waiting at all, and nothing was claimed
+# since, the next read is this many poll intervals later (new deliveries and the worker's own
+# retries wake it sooner). Each read of an idle process costs a few wake-ups, dear on a VM.
 IDLE_POLLS = 5
 RECORD_GAP_S = 0.025
 # An outcome the database refuses is retried alone after these delays; then it is recorded
@@ -186,6 +186,7 @@ class Worker:
         # What the last next_due read said, in loop time (see _idle_wait_s).
         self._due_read_at: float | None = None
         self._next_due: float | None = None
+        self._claimed_at = 0.0  # loop time of the last claim
 
     def stop(self) -> None:
         """Stop claiming; run() then finishes or releases what is in flight and returns."""
@@ -252,7 +253,7 @@ class Worker:
                 await asyncio.sleep(gap)
             self.wake.clear()
             want = min(free, self.settings.worker_batch_size)
-            last_claim = loop.time()
+            last_claim = self._claimed_at = loop.time()
             try:
                 jobs = await self.store.claim(self.name, want)
             except Exception:
@@ -293,8 +294,14 @@ class Worker:
         last read found nothing waiting at all, ``IDLE_POLLS`` intervals."""
         loop = asyncio.get_running_loop()
         poll_s = self.settings.poll_interval_s
-        if self._due_read_at is not None and self._next_due is None:
-            poll_s *= IDLE_POLLS  # nothing at all was waiting: a retry of ours sets a timer
+        if (
+            self._due_read_at is not None
+            and self._next_due is None
+            and self._due_read_at > self._claimed_at
+        ):
+            # Nothing at all was waiting, and no claim since (one may have deferred deliveries
+            # past an endpoint's rate limit): our retries set timers, new deliveries wake us.
+            poll_s *= IDLE_POLLS
         now = loop.time()
         stale = self._due_read_at is None or now - self._due_read_at >= poll_s
         if stale or (self._next_due is not None and self._next_due <= now):

@@ -20,7 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 from sqlalchemy import (
     ColumnElement,
     Integer,
+    Select,
     String,
+    and_,
     bindparam,
     delete,
     exists,
@@ -653,6 +655,13 @@ def reclaim_statement(now: datetime) -> Update:
 
 
 NEXT_DUE = select(func.min(deliveries.c.next_attempt_at)).where(status_is(Status.PENDING))
+
+
+def any_expired_statement(now: datetime) -> Select[tuple[str]]:
+    """Whether some lease ran out (ix_deliveries_lease): the read before reclaiming, so an
+    idle database is not written to every few seconds."""
+    expired = and_(status_is(Status.IN_FLIGHT), deliveries.c.lease_until < now)
+    return select(deliveries.c.id).where(expired).limit(1)
 
 
 # --- resending -------------------------------------------------------------------------------

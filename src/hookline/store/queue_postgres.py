@@ -38,6 +38,7 @@ from hookline.store.queue import (
     NewEvent,
     Requeued,
     Stop,
+    any_expired_statement,
     claimed_from,
     lease_due,
     over_the_limit,
@@ -511,6 +512,9 @@ class PostgresQueue:
             return result
 
     async def reclaim_expired(self, now: datetime) -> int:
+        async with self.db.read() as conn:
+            if (await conn.execute(any_expired_statement(now))).first() is None:
+                return 0
         async with self.db.write() as conn:
             if not await self._maintainer(conn):
                 return 0

@@ -31,6 +31,7 @@ from hookline.store.queue import (
     NewEvent,
     Requeued,
     Stop,
+    any_expired_statement,
     attempt_rows,
     bump_stats_sync,
     claimed_from,
@@ -196,6 +197,9 @@ class SqliteQueue:
         )
 
     async def reclaim_expired(self, now: datetime) -> int:
+        async with self.db.read() as conn:
+            if (await conn.execute(any_expired_statement(now))).first() is None:
+                return 0
         statement = reclaim_statement(now)
         return await self.db.run_write(lambda conn: conn.execute(statement).rowcount)
 
