@@ -42,11 +42,11 @@ MAINTENANCE_EVERY_S = 5.0
 # gap is all the latency this adds; the write gap adds none to sending (only to when the
 # log shows the outcome), so it is the longer: at 200 deliveries/s a write carries about five.
 CLAIM_GAP_S = 0.002
+RECORD_GAP_S = 0.025
 # Once a read of the next due time found nothing waiting at all, and nothing was claimed
 # since, the next read is this many poll intervals later (new deliveries and the worker's own
 # retries wake it sooner). Each read of an idle process costs a few wake-ups, dear on a VM.
 IDLE_POLLS = 5
-RECORD_GAP_S = 0.025
 # An outcome the database refuses is retried alone after these delays; then it is recorded
 # without the receiver's text (UNRECORDABLE), retried as often again, then given up (its
 # lease expires and the delivery is attempted again: at least once, never lost).
