@@ -223,10 +223,11 @@ def protocol_for(settings: Settings) -> type[LimitedHttpToolsProtocol]:
 
 class QuietServer(Server):
     """uvicorn's ``Server``, whose main loop wakes once a second instead of every 0.1 s, and at
-    once on SIGTERM or SIGINT. Each wake-up of an idle process costs CPU (on this project's
-    2-core VMs, about 0.2 ms, more after a long sleep); ten a second were a third of an idle
-    `hookline serve`'s. The tick only refreshes the ``Date`` header, which has one-second
-    resolution, and notices a signal, which now wakes it directly."""
+    once on SIGTERM or SIGINT. Each wake-up of an idle process costs CPU, and on small VMs
+    more than the work it does; the ten ticks a second were most of an idle `hookline serve`'s
+    wake-ups (12.7 a second in all on PostgreSQL; about 2 with this and the worker's idle
+    changes). The tick only refreshes the ``Date`` header, which has one-second resolution,
+    and notices a signal, which now wakes it directly."""
 
     _exit_now: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None

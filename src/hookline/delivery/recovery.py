@@ -22,8 +22,8 @@ MAX_TASKS = 4
 STEPS_PER_S = 20.0
 #: Unprompted, a worker looks for a task every this many poll intervals. A task queued or
 #: given back by this process prompts it at once, and on PostgreSQL so does one from any
-#: process (NOTIFY); prompted, it looks at most once per poll interval, and at least once a
-#: ``PROMPTED_GAP_S`` (NOTIFYs come with every new delivery: hundreds a second).
+#: process (NOTIFY). Prompted, it looks at most once per poll interval or ``PROMPTED_GAP_S``,
+#: whichever is shorter (NOTIFYs come with every new delivery: hundreds a second).
 LOOK_EVERY_POLLS = 5
 PROMPTED_GAP_S = 1.0
 
@@ -53,7 +53,7 @@ class Recovery:
 
     def prompt(self) -> None:
         """A task may be waiting (one was queued, or given back, or a NOTIFY came): look
-        within a poll interval."""
+        within a poll interval or ``PROMPTED_GAP_S``, whichever is shorter."""
         self._prompted.set()
 
     async def run(self) -> None:
