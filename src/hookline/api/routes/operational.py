@@ -8,21 +8,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import Field, StrictBool, StrictStr, field_validator
 
 from hookline.api.deps import CurrentAdmin, PolicyDep, SettingsDep, StoreDep
 from hookline.api.endpoint_rules import could_be_id
 from hookline.api.endpoint_schemas import DISABLED_AT_DOC, DISABLED_REASON_DOC
 from hookline.api.errors import ApiError, ErrorBody
-from hookline.api.routes.webhooks import AUTH_ERRORS, BAD_BODY, INVALID, Responses, _log_fields
+from hookline.api.routes.webhooks import (
+    AUTH_ERRORS,
+    BAD_BODY,
+    INVALID,
+    Responses,
+    json_response,
+    logs_payload,
+)
 from hookline.api.routes.webhooks import get_log as user_log
 from hookline.api.schemas import (
     LogDetailResponse,
-    LogItem,
     LogsResponse,
     MessageResponse,
-    Pagination,
     Succeeded,
     Timestamp,
     _In,
@@ -215,20 +220,14 @@ async def list_operational_logs(
     webhook_id: Annotated[
         str | None, Query(alias="webhookId", max_length=64, description="Only this webhook's")
     ] = None,
-) -> LogsResponse:
+) -> Response:
     """The notices' delivery log, newest first, as /api/webhooks/logs shows a user's."""
     if webhook_id is not None:
         if not could_be_id(webhook_id):
             raise _not_found(webhook_id)
         await _find(store, webhook_id)
-    rows, total = await store.logs_page(
-        OPERATOR_USER_ID, limit, offset, event, success, endpoint_id=webhook_id
-    )
-    return LogsResponse(
-        logs=[LogItem(**_log_fields(row), attempts=row.attempts) for row in rows],
-        pagination=Pagination(
-            total=total, limit=limit, offset=offset, hasMore=offset + len(rows) < total
-        ),
+    return json_response(
+        await logs_payload(store, OPERATOR_USER_ID, limit, offset, event, success, webhook_id)
     )
 
 
