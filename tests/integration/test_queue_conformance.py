@@ -346,6 +346,24 @@ async def test_the_rate_limit_holds_across_claimers(store: Store) -> None:
     assert endpoint_id
 
 
+async def test_a_late_claim_counts_in_the_newest_second(store: Store) -> None:
+    """A claim whose time was taken before it got the lock (a write queue, a stall) may arrive
+    after another claimer has started the next second. It must count against that second,
+    not start its own old second afresh: each such reset let another full share out."""
+    user_id, [endpoint_id] = await user_with(store, EndpointFields(rate_limit=2))
+    for _ in range(8):
+        await store.queue.enqueue(new(user_id), utcnow() - timedelta(seconds=5), 4)
+    second = utcnow().replace(microsecond=100_000)
+    earlier = second - timedelta(seconds=1)
+    started = [
+        *(await store.queue.claim("w1", 2, second, lease(second))),
+        *(await store.queue.claim("w2", 10, earlier, lease(earlier))),  # late
+        *(await store.queue.claim("w1", 10, second, lease(second))),
+    ]
+    assert len(started) == 2, len(started)  # the newest second's share, and no more
+    assert endpoint_id
+
+
 async def test_purge_takes_old_finished_rows_their_attempts_and_orphan_messages(
     store: Store,
 ) -> None:

@@ -159,25 +159,26 @@ def _claim_statement() -> Select[tuple[object, ...]]:
 _CLAIM = _claim_statement()
 
 # Take up to ``want`` starts this second from each endpoint's rate limit; the row lock of
-# FOR UPDATE makes concurrent workers take turns and see each other's counts.
+# FOR UPDATE makes concurrent workers take turns and see each other's counts. A claim whose
+# time is older than the second another claimer has started counts in that newer second.
 _TAKE_STARTS = text(
     """
     WITH wanted AS (
         SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:wants AS integer[])) AS w(id, want)
     ),
     current AS (
-        SELECT e.id, e.rate_limit,
-               CASE WHEN e.rate_window = :window THEN e.rate_count ELSE 0 END AS used
+        SELECT e.id, e.rate_limit, greatest(e.rate_window, :window) AS win,
+               CASE WHEN e.rate_window >= :window THEN e.rate_count ELSE 0 END AS used
         FROM endpoints AS e WHERE e.id = ANY(CAST(:ids AS text[]))
         ORDER BY e.id FOR UPDATE
     ),
     granted AS (
-        SELECT c.id, c.used, least(w.want, greatest(c.rate_limit - c.used, 0)) AS n
+        SELECT c.id, c.win, c.used, least(w.want, greatest(c.rate_limit - c.used, 0)) AS n
         FROM current AS c JOIN wanted AS w ON w.id = c.id
     )
-    UPDATE endpoints AS e SET rate_window = :window, rate_count = g.used + g.n
+    UPDATE endpoints AS e SET rate_window = g.win, rate_count = g.used + g.n
     FROM granted AS g WHERE e.id = g.id
-    RETURNING e.id, g.n
+    RETURNING e.id, g.n, g.win
     """
 )
 
@@ -444,17 +445,17 @@ class PostgresQueue:
             wants = rate_limited_wants(claimed)
             if not wants:
                 return claimed
-            window = window_of(now)
-            granted = {
-                row.id: row.n
-                for row in await conn.execute(
-                    _TAKE_STARTS,
-                    {"ids": list(wants), "wants": list(wants.values()), "window": window},
-                )
-            }
+            window = latest = window_of(now)
+            granted = {}
+            for row in await conn.execute(
+                _TAKE_STARTS,
+                {"ids": list(wants), "wants": list(wants.values()), "window": window},
+            ):
+                granted[row.id] = row.n
+                latest = max(latest, row.win)
             deferred = over_the_limit(claimed, granted)
             if deferred:
-                next_second = datetime.fromtimestamp(window + 1, now.tzinfo) + timedelta()
+                next_second = datetime.fromtimestamp(latest + 1, now.tzinfo) + timedelta()
                 await conn.execute(
                     DEFER, {"b_ids": deferred, "b_worker": worker, "b_next": next_second}
                 )

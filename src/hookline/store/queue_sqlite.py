@@ -86,7 +86,7 @@ def _claim_sync(
     wants = rate_limited_wants(claimed)
     if not wants:
         return claimed
-    window = window_of(now)
+    window = latest = window_of(now)
     granted = {}
     for endpoint_id, want in sorted(wants.items()):
         limit_row = conn.execute(
@@ -94,16 +94,19 @@ def _claim_sync(
                 endpoints.c.id == endpoint_id
             )
         ).one()
-        used = limit_row.rate_count if limit_row.rate_window == window else 0
+        # A claim whose time is older than another claimer's second counts in that second.
+        current = max(window, limit_row.rate_window)
+        latest = max(latest, current)
+        used = limit_row.rate_count if limit_row.rate_window == current else 0
         granted[endpoint_id] = min(want, max(limit_row.rate_limit - used, 0))
         conn.execute(
             update(endpoints)
             .where(endpoints.c.id == endpoint_id)
-            .values(rate_window=window, rate_count=used + granted[endpoint_id])
+            .values(rate_window=current, rate_count=used + granted[endpoint_id])
         )
     deferred = over_the_limit(claimed, granted)
     if deferred:
-        next_second = datetime.fromtimestamp(window + 1, now.tzinfo)
+        next_second = datetime.fromtimestamp(latest + 1, now.tzinfo)
         conn.execute(DEFER, {"b_ids": deferred, "b_worker": worker, "b_next": next_second})
     held_back = set(deferred)
     return [pair for pair in claimed if pair[0].id not in held_back]
