@@ -11,6 +11,7 @@ failed, or back to pending for a retry. Every move out of in_flight is guarded b
 from __future__ import annotations
 
 import enum
+import functools
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 
 from hookline import ids
+from hookline.events import unsent_reason
 from hookline.store.endpoints import COLUMNS as ENDPOINT_COLUMNS
 from hookline.store.endpoints import EndpointRow, endpoint_from
 from hookline.store.schema import (
@@ -50,6 +52,7 @@ from hookline.store.schema import (
     endpoints,
     messages,
 )
+from hookline.timeutil import to_micros
 
 NOTIFY_CHANNEL = "hookline_deliveries"
 
@@ -97,8 +100,6 @@ class Enqueued:
     @property
     def reason(self) -> str | None:
         """Why nothing is delivered, in the guide's words (None when something is)."""
-        from hookline.events import unsent_reason
-
         return None if self.unsent is None else unsent_reason(self.unsent.value, self.event)
 
 
@@ -339,8 +340,47 @@ ENDPOINTS_OF_USERS = (
     .where(endpoints.c.user_id.in_(bindparam("user_ids", expanding=True)))
     .order_by(endpoints.c.user_id, endpoints.c.slot != "default", endpoints.c.created_at)
 )
-_INSERT_MESSAGE = insert(messages)
-_INSERT_DELIVERY = insert(deliveries)
+#: The columns a new message and a new delivery are inserted with, in the order of their rows
+#: (``delivery_row``'s keys); the others take their defaults.
+NEW_MESSAGE_COLUMNS = ("id", "user_id", "event", "data", "created_at")
+NEW_DELIVERY_COLUMNS = (
+    "id",
+    "delivery_id",
+    "user_id",
+    "endpoint_id",
+    "event",
+    "url",
+    "body",
+    "message_id",
+    "status",
+    "attempts",
+    "max_attempts",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_until",
+    "created_at",
+)
+
+
+@functools.cache
+def _insert_sql(paramstyle: str, table: str, columns: tuple[str, ...]) -> str:
+    if paramstyle == "qmark":  # SQLite
+        marks = ", ".join("?" for _ in columns)
+    elif paramstyle == "numeric_dollar":  # asyncpg
+        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    else:
+        raise ValueError(f"no insert written for the {paramstyle!r} parameter style")
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+def insert_rows_sync(
+    conn: Connection, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert ``rows`` (values in ``columns``' order, in their stored form: timestamps as epoch
+    microseconds) in one executemany, straight to the driver. Publishing inserts a message and
+    a delivery per event; through SQLAlchemy's parameter processing each row cost more than
+    SQLite's own insert of it."""
+    conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle, table, columns), list(rows))
 
 
 def delivery_row(
@@ -355,8 +395,11 @@ def delivery_row(
     status: Status = Status.PENDING,
     lease_owner: str | None = None,
     lease_until: datetime | None = None,
+    now_us: int | None = None,
 ) -> dict[str, Any]:
-    """A new delivery's row."""
+    """A new delivery's row: its ``NEW_DELIVERY_COLUMNS`` in order, timestamps in epoch
+    microseconds (``now_us``, when given, is ``now`` in them already)."""
+    at = to_micros(now) if now_us is None else now_us
     return {
         "id": ids.new_id(),
         "delivery_id": ids.new_delivery_id(),
@@ -369,10 +412,10 @@ def delivery_row(
         "status": status.value,
         "attempts": 0,
         "max_attempts": max_attempts,
-        "next_attempt_at": now,
+        "next_attempt_at": at,
         "lease_owner": lease_owner,
-        "lease_until": lease_until,
-        "created_at": now,
+        "lease_until": None if lease_until is None else to_micros(lease_until),
+        "created_at": at,
     }
 
 
@@ -386,38 +429,34 @@ def fan_out_sync(
     if user_ids:
         for row in conn.execute(ENDPOINTS_OF_USERS, {"user_ids": user_ids}):
             found[row.user_id].append(endpoint_from(row._mapping))
-    results, message_rows, delivery_rows = [], [], []
+    now_us = to_micros(now)
+    results: list[Enqueued] = []
+    message_rows: list[tuple[Any, ...]] = []
+    delivery_rows: list[tuple[Any, ...]] = []
     for new in events:
         targets = [e for e in found[new.user_id] if _subscribed(e, new.event)]
         if not targets:
             results.append(Enqueued(new.event, [], unsent_for(found[new.user_id], new.event)))
             continue
         message_id = ids.new_id()
-        message_rows.append(
-            {
-                "id": message_id,
-                "user_id": new.user_id,
-                "event": new.event,
-                "data": new.data_json,
-                "created_at": now,
-            }
-        )
-        rows = [
-            delivery_row(
+        message_rows.append((message_id, new.user_id, new.event, new.data_json, now_us))
+        made = []
+        for endpoint in targets:
+            new_row = delivery_row(
                 message_id=message_id,
                 user_id=new.user_id,
                 endpoint=endpoint,
                 event=new.event,
                 now=now,
+                now_us=now_us,
                 max_attempts=max_attempts,
             )
-            for endpoint in targets
-        ]
-        delivery_rows += rows
-        results.append(Enqueued(new.event, [row["delivery_id"] for row in rows]))
+            delivery_rows.append(tuple(new_row.values()))
+            made.append(new_row["delivery_id"])
+        results.append(Enqueued(new.event, made))
     if message_rows:
-        conn.execute(_INSERT_MESSAGE, message_rows)
-        conn.execute(_INSERT_DELIVERY, delivery_rows)
+        insert_rows_sync(conn, "messages", NEW_MESSAGE_COLUMNS, message_rows)
+        insert_rows_sync(conn, "deliveries", NEW_DELIVERY_COLUMNS, delivery_rows)
     return results
 
 
@@ -426,21 +465,14 @@ def insert_message_sync(
 ) -> str:
     """Store one event's data; returns the message id (the test webhook's own)."""
     message_id = ids.new_id()
-    conn.execute(
-        _INSERT_MESSAGE,
-        {
-            "id": message_id,
-            "user_id": user_id,
-            "event": event,
-            "data": data_json,
-            "created_at": now,
-        },
-    )
+    row = (message_id, user_id, event, data_json, to_micros(now))
+    insert_rows_sync(conn, "messages", NEW_MESSAGE_COLUMNS, [row])
     return message_id
 
 
 def insert_delivery_sync(conn: Connection, row: Mapping[str, Any]) -> None:
-    conn.execute(_INSERT_DELIVERY, dict(row))
+    """Store one delivery made by ``delivery_row``."""
+    insert_rows_sync(conn, "deliveries", NEW_DELIVERY_COLUMNS, [tuple(row.values())])
 
 
 # --- claiming ------------------------------------------------------------------------------
