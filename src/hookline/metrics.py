@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -92,14 +92,16 @@ class Metrics:
         )
         self.published = Counter(
             "hookline_events_published",
-            "Events accepted by POST /api/events, by event and outcome (enqueued: a delivery "
-            "was stored; skipped: the user's webhook is missing, off or not subscribed).",
+            "Events accepted by POST /api/events (each event of a batch too), by event and "
+            "outcome (enqueued: a delivery was stored; skipped: the user's webhook is missing, "
+            "off or not subscribed).",
             ["event", "outcome"],
             registry=registry,
         )
         self.publish_duration = Histogram(
             "hookline_publish_duration_seconds",
-            "Time to store a published event durably (the database part of POST /api/events).",
+            "Time to store published events durably: the database part of POST /api/events, "
+            "observed once per request (a batch's events are stored together).",
             buckets=REQUEST_BUCKETS_S,
             registry=registry,
         )
@@ -169,6 +171,13 @@ class Metrics:
     def publish_done(self, event: str, enqueued: bool, duration_s: float) -> None:
         """Count one published event and how long storing it took."""
         (self._published.get(event) or self._published[OTHER_EVENT])[enqueued].inc()
+        self.publish_duration.observe(duration_s)
+
+    def batch_published(self, counts: Mapping[tuple[str, bool], int], duration_s: float) -> None:
+        """Count a batch's published events, by (event, enqueued), and how long storing them
+        (together) took: one increment per kind and one observation, not one per event."""
+        for (event, enqueued), count in counts.items():
+            (self._published.get(event) or self._published[OTHER_EVENT])[enqueued].inc(count)
         self.publish_duration.observe(duration_s)
 
     def request_done(self, method: str, route: str, status: int, duration_s: float) -> None:

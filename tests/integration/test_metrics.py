@@ -50,6 +50,30 @@ async def scrape(api: Api) -> tuple[str, dict[tuple[str, frozenset[tuple[str, st
     return response.text, parse(response.text)
 
 
+async def test_a_batch_counts_each_event_and_times_the_request_once(
+    database_url: str, receiver: Receiver
+) -> None:
+    settings = make_settings(database_url)
+    async with running_api(settings, run_worker=False) as api:
+        user_id, _, _ = await setup(api, receiver)
+        _, admin = await api.user("publisher", admin=True)
+        events = [
+            {"userId": user_id, "event": "resume.parsed", "data": PARSED},
+            {"userId": user_id, "event": "resume.parsed", "data": PARSED},
+            {"userId": "nobody", "event": "resume.parsed", "data": PARSED},
+            {"userId": user_id, "event": "ats.check_failed", "data": {}},  # refused: 422
+        ]
+        answer = await api.client.post("/api/events/batch", headers=admin, json={"events": events})
+        assert [r["status"] for r in answer.json()["results"]] == [202, 202, 202, 422]
+        _, samples = await scrape(api)
+    published = "hookline_events_published_total"
+    assert value(samples, published, event="resume.parsed", outcome="enqueued") == 2
+    assert value(samples, published, event="resume.parsed", outcome="skipped") == 1
+    assert value(samples, published, event="ats.check_failed", outcome="enqueued") == 0
+    # The three stored events were stored together: one observation of the time it took.
+    assert value(samples, "hookline_publish_duration_seconds_count") == 1
+
+
 async def test_metrics_after_a_success_and_a_failure(api: Api, receiver: Receiver) -> None:
     async with running_receiver() as refusing:
         refusing.default_status = 500
