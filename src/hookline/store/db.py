@@ -14,6 +14,9 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: How the pool's PostgreSQL sessions show in ``pg_stat_activity``; the listeners show as
+#: ``hookline-listen``.
+APPLICATION_NAME = "hookline"
 
 T = TypeVar("T")
 
@@ -67,6 +70,7 @@ def create_engines(
     }
     if not is_sqlite(url):
         settings = {"lock_timeout": str(round(lock_timeout_s * 1000))} if lock_timeout_s else {}
+        settings["application_name"] = APPLICATION_NAME
         engine = create_async_engine(
             url, pool_pre_ping=False, connect_args={"server_settings": settings}, **pooled
         )
