@@ -30,6 +30,8 @@ import contextlib
 import json
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -286,20 +288,47 @@ async def _drain(bench: Bench, url: str, workers: list[Proc], engine: Any) -> di
     }
 
 
-async def _sessions(url: str) -> int:
+@dataclass
+class SessionCount:
+    """PostgreSQL's count of sessions opened into a database so far, when it was read (the
+    server's clock), and the sessions connected then by ``application_name``."""
+
+    opened: int
+    at: Any
+    held: Counter[str]
+
+
+async def _sessions(url: str, since: Any = None) -> tuple[SessionCount, Counter[str]]:
+    """The count now, and the sessions connected now that started after ``since``, by
+    ``application_name`` (hookline's pool: ``hookline``; its listeners: ``hookline-listen``;
+    this benchmark's own connections: empty)."""
     conn = await asyncpg.connect(db._plain_dsn(url, "postgres"))
     try:
         await conn.execute("SELECT pg_stat_clear_snapshot()")
+        name = make_url(url).database
         value = await conn.fetchval(
-            "SELECT sessions FROM pg_stat_database WHERE datname = $1", make_url(url).database
+            "SELECT sessions FROM pg_stat_database WHERE datname = $1", name
         )
-        return int(value or 0)
+        rows = await conn.fetch(
+            "SELECT application_name, backend_start FROM pg_stat_activity "
+            "WHERE datname = $1 AND backend_type = 'client backend'",
+            name,
+        )
+        at = await conn.fetchval("SELECT now()")
     finally:
         await conn.close()
+    held = Counter(row["application_name"] or "(unnamed)" for row in rows)
+    new = Counter(
+        row["application_name"] or "(unnamed)"
+        for row in rows
+        if since is not None and row["backend_start"] > since
+    )
+    return SessionCount(int(value or 0), at, held), new
 
 
 async def connections(bench: Bench, url: str, base: str, token: str) -> dict[str, Any]:
-    """New PostgreSQL connections per 1,000 POST /api/events, once warm, by concurrency."""
+    """New PostgreSQL connections per 1,000 POST /api/events, once warm, by concurrency; with
+    who holds the sessions, so that a new one can be told apart from hookline's pool."""
     plan = bench.plan
     # 16 for code from before the admission limit existed (the old default pool was 20).
     limit = getattr(Settings(secret_keys=[bench.key]), "max_concurrent_requests", 16)
@@ -311,15 +340,21 @@ async def connections(bench: Bench, url: str, base: str, token: str) -> dict[str
         # flight after a warm-up of 80, in the 13:22 run).
         await load.publish_http(base, token, user.id, max(500, 20 * concurrency), concurrency)
         await asyncio.sleep(1.5)  # PostgreSQL's statistics catch up
-        before = await _sessions(url)
+        before, _ = await _sessions(url)
         pub = await load.publish_http(base, token, user.id, plan.quiet_requests, concurrency)
         await asyncio.sleep(1.5)
-        opened = await _sessions(url) - before
+        after, new = await _sessions(url, since=before.at)
+        opened = after.opened - before.opened
         out[str(concurrency)] = {
             "requests": pub.accepted + pub.errors,
             "errors": pub.errors,
             "new_connections": opened,
             "per_1000_requests": round(1000 * opened / max(1, pub.accepted + pub.errors), 2),
+            # Who holds the new sessions still connected; the rest came and went meanwhile.
+            "new_still_connected": dict(new),
+            "new_gone": opened - sum(new.values()),
+            "held_before": dict(before.held),
+            "held_after": dict(after.held),
         }
     return out
 
