@@ -115,3 +115,29 @@ async def test_publish_refuses_unrepresentable_numbers(api: Api) -> None:
             await hookline.publish(engine, user.id, EVENT, data)
         with pytest.raises(hookline.PayloadError, match=r"events\[0\]: "):
             await hookline.publish_many(engine, [(user.id, EVENT, data)])
+
+
+@pytest.mark.parametrize("literal", ["9007199254740993", "18446744073709551616", "1" + "0" * 30])
+async def test_http_refuses_integers_javascript_rounds(
+    api: Api, receiver: Receiver, literal: str
+) -> None:
+    """An integer literal past 2**53-1 is refused with 422, however large: past 2**64 some
+    JSON readers give a float instead, which would slip through as a number."""
+    user, auth = await api.user()
+    await api.client.post("/api/webhooks/config", headers=auth, json={"url": receiver.url})
+    _, admin = await api.user("host-app", admin=True)
+    event = (
+        '{"userId":"' + user.id + '","event":"' + EVENT + '","data":{"resumeId":"r",'
+        '"fileName":"a.pdf","parsedAt":"t","success":true,"n":' + literal + "}}"
+    )
+    headers = {**admin, "Content-Type": "application/json"}
+    single = await api.client.post("/api/events", headers=headers, content=event)
+    assert single.status_code == 422, single.text
+    assert "2**53-1" in single.json()["error"]
+    batch = await api.client.post(
+        "/api/events/batch", headers=headers, content='{"events":[' + event + "]}"
+    )
+    assert batch.status_code == 200, batch.text
+    (result,) = batch.json()["results"]
+    assert result["status"] == 422 and "2**53-1" in result["error"]
+    assert await count_deliveries(api) == 0
