@@ -82,3 +82,10 @@ def configure(log_format: Literal["text", "json"], level: int = logging.INFO) ->
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=level, handlers=[handler])
+    # Neither format shows the caller's file and line, thread or process: not collecting them
+    # makes each record cheaper (the logging HOWTO's "Optimization"), and the API writes one
+    # access line per request.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
