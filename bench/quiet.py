@@ -10,8 +10,10 @@ For each backend (SQLite and PostgreSQL), on a database of its own:
    CPU per event publishing flat out (``http_concurrency`` in flight) and the worker's per
    delivery draining ``quiet_drain_n`` seeded deliveries.
 3. PostgreSQL: the same trickle with 2 workers instead of 1: deliveries per second and p99.
-4. PostgreSQL: new connections (``pg_stat_database.sessions``) per 1,000 requests, once warm,
-   at several concurrencies up to twice the API's admission limit.
+4. PostgreSQL: new connections (``pg_stat_database.sessions``) per 1,000 requests in steady
+   state (after warm-up rounds until one opens none: the pool opens a connection the first
+   time that many requests overlap and keeps it), at several concurrencies up to twice the
+   API's admission limit, with the ``application_name`` of whoever holds the new sessions.
 5. PostgreSQL: overload. ``quiet_overload_publishers`` concurrent publishers (honouring
    ``Retry-After``) while the benchmark holds ``LOCK TABLE deliveries IN EXCLUSIVE MODE`` for
    ``quiet_stall_s``: p99 of the accepted requests, how many were refused with 503, the
@@ -288,6 +290,10 @@ async def _drain(bench: Bench, url: str, workers: list[Proc], engine: Any) -> di
     }
 
 
+#: At most this many warm-up rounds before the connection count (each of at least 500 requests).
+WARM_ROUNDS_MAX = 5
+
+
 @dataclass
 class SessionCount:
     """PostgreSQL's count of sessions opened into a database so far, when it was read (the
@@ -335,11 +341,22 @@ async def connections(bench: Bench, url: str, base: str, token: str) -> dict[str
     user = await db.make_user(url, bench.key, "connections", bench.hook_url)
     out: dict[str, Any] = {"max_concurrent_requests": limit}
     for concurrency in sorted({limit // 2, limit, 2 * limit}):
-        # Warm: the pool opens connections as requests first overlap that much, which at a
-        # low concurrency can take hundreds of requests (2 new in the 1,000 measured at 8 in
-        # flight after a warm-up of 80, in the 13:22 run).
-        await load.publish_http(base, token, user.id, max(500, 20 * concurrency), concurrency)
-        await asyncio.sleep(1.5)  # PostgreSQL's statistics catch up
+        # Warm until steady: the pool opens a connection the first time that many requests
+        # overlap, and keeps it. At a low concurrency the moment can take a thousand requests
+        # to come (in the 15:28 run, the API held 4 connections after a warm-up of 500 at 8
+        # in flight, and the measured 1,000 opened a fifth, which stayed). So warm in rounds
+        # until one opens nothing (at most five), and count what the warm-up opened too.
+        warm_opened, rounds = 0, 0
+        last, _ = await _sessions(url)
+        while rounds < WARM_ROUNDS_MAX:
+            rounds += 1
+            await load.publish_http(base, token, user.id, max(500, 20 * concurrency), concurrency)
+            await asyncio.sleep(1.5)  # PostgreSQL's statistics catch up
+            now, _ = await _sessions(url)
+            warm_opened += now.opened - last.opened
+            if now.opened == last.opened:
+                break
+            last = now
         before, _ = await _sessions(url)
         pub = await load.publish_http(base, token, user.id, plan.quiet_requests, concurrency)
         await asyncio.sleep(1.5)
@@ -348,6 +365,8 @@ async def connections(bench: Bench, url: str, base: str, token: str) -> dict[str
         out[str(concurrency)] = {
             "requests": pub.accepted + pub.errors,
             "errors": pub.errors,
+            "warm_up_rounds": rounds,
+            "warm_up_new_connections": warm_opened,
             "new_connections": opened,
             "per_1000_requests": round(1000 * opened / max(1, pub.accepted + pub.errors), 2),
             # Who holds the new sessions still connected; the rest came and went meanwhile.
