@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from hookline.store import Store, TaskStatus
 from hookline.store.endpoints import EndpointFields
@@ -45,6 +48,26 @@ async def test_an_idle_worker_reads_rarely_and_claims_nothing(database_url: str)
     assert calls["claim"] == 0, calls
     assert 2 <= calls["next_due"] <= 8, calls
     assert calls["take_task"] <= 8, calls
+
+
+async def test_an_idle_sqlite_worker_looks_without_the_async_driver(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """On SQLite an idle worker's looks for work (the next due time, expired leases, waiting
+    tasks) read on the event loop's thread: none takes a connection of the aiosqlite pool,
+    each of whose statements wakes the process about a dozen times."""
+    path = tmp_path / "hookline.db"
+    await asyncio.to_thread(shutil.copyfile, sqlite_template, path)
+    settings = make_settings(f"sqlite+aiosqlite:///{path}", poll_interval_s=0.05)
+    async with running_api(settings) as api:
+        await asyncio.sleep(0.3)  # started, and caught up
+        checkouts: list[object] = []
+        pool = api.store.db.reader.sync_engine
+        event.listen(pool, "checkout", lambda *_: checkouts.append(1))
+        calls = counting(api.store, "next_due", "take_task", "reclaim_expired")
+        await asyncio.sleep(1.5)
+    assert calls["next_due"] >= 2 and calls["take_task"] >= 1, calls
+    assert checkouts == [], f"{len(checkouts)} async reads while idle"
 
 
 async def test_a_resend_by_another_process_is_found_by_the_poll(

@@ -739,9 +739,8 @@ class Store:
     async def take_task(self, worker: str) -> TaskRow | None:
         """Lease the oldest waiting task to ``worker`` for ``lease_s``, if there is one."""
         now = utcnow()
-        async with self.db.read() as conn:
-            if not await task_sql.any_to_take(conn, now):
-                return None
+        if not await task_sql.any_to_take(self.db, now):
+            return None
         lease_until = now + timedelta(seconds=self.settings.lease_s)
         return await self._task_write(task_sql.take_sync, worker, now, lease_until)
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine, Row, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.base import Executable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: How soon a writer on SQLite's thread asks again for the write lock, at first and at most.
@@ -50,6 +53,23 @@ def _sqlite_thread_engine(url: str) -> Engine:
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA busy_timeout=0"))
     event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _sqlite_loop_reader(url: str) -> Engine:
+    """A synchronous reader for the event loop's thread (``Database.read_rows``): one
+    connection, read-only, that fails at once rather than wait for a lock."""
+    engine = create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"),
+        poolclass=StaticPool,
+        connect_args={"timeout": 0, "check_same_thread": False},
+    )
+
+    def setup(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # autocommit: no snapshot outlives a read
+        dbapi_connection.execute("PRAGMA query_only=1")
+
+    event.listen(engine, "connect", setup)
     return engine
 
 
@@ -145,6 +165,9 @@ class Database:
         self._autocommit = None if self.sqlite else self.reader
         # SQLite runs the worker's transactions whole on one thread of its own (run_write).
         self._thread_engine = _sqlite_thread_engine(url) if self.sqlite else None
+        # And its idle workers' small reads on the event loop's own thread (read_rows).
+        path = make_url(url).database if self.sqlite else None
+        self._loop_reader = _sqlite_loop_reader(url) if path and path != ":memory:" else None
         self._thread = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="hookline-sqlite")
             if self.sqlite
@@ -191,10 +214,30 @@ class Database:
         async with self.reader.connect() as conn:
             yield conn
 
+    async def read_rows(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[Any]]:
+        """The rows of a small indexed read (a worker's look for work while idle).
+
+        On SQLite it runs on the event loop's own thread, on a connection of its own that never
+        waits for a lock: through aiosqlite each read costs about a dozen hand-offs between the
+        loop and the driver's thread, each a wake-up of an otherwise idle process. When SQLite
+        is busy (or the file cannot be read) it reads the usual way instead."""
+        if self._loop_reader is not None:
+            try:
+                with self._loop_reader.connect() as conn:
+                    return conn.execute(statement, params).all()
+            except DBAPIError:
+                pass
+        async with self.read() as conn:
+            return (await conn.execute(statement, params)).all()
+
     async def dispose(self) -> None:
         await self.writer.dispose()
         if self.sqlite:  # PostgreSQL's reader shares the writer's pool
             await self.reader.dispose()
+        if self._loop_reader is not None:
+            self._loop_reader.dispose()
         if self._thread is not None and self._thread_engine is not None:
             # Its connection belongs to its thread: close it there.
             await asyncio.get_running_loop().run_in_executor(

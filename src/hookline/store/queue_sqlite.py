@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, make_url
@@ -200,9 +201,8 @@ class SqliteQueue:
         )
 
     async def reclaim_expired(self, now: datetime) -> int:
-        async with self.db.read() as conn:
-            if (await conn.execute(any_expired_statement(now))).first() is None:
-                return 0
+        if not await self.db.read_rows(any_expired_statement(now)):
+            return 0
         statement = reclaim_statement(now)
         return await self.db.run_write(lambda conn: conn.execute(statement).rowcount)
 
@@ -210,9 +210,8 @@ class SqliteQueue:
         return await self.db.run_write(lambda conn: purge_sync(conn, cutoff, batch))
 
     async def next_due(self) -> datetime | None:
-        async with self.db.read() as conn:
-            value: datetime | None = (await conn.execute(NEXT_DUE)).scalar_one()
-        return value
+        [(value,)] = await self.db.read_rows(NEXT_DUE)
+        return cast(datetime | None, value)
 
     async def listen(
         self, on_notify: Callable[[], None], busy: Callable[[], bool] | None = None

@@ -34,6 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hookline import ids
+from hookline.store.db import Database
 from hookline.store.queue import NOTIFY_CHANNEL, Requeued, requeue_sync, status_is
 from hookline.store.schema import (
     Status,
@@ -245,9 +246,9 @@ async def of_user(
 # --- carried out by workers ----------------------------------------------------------------
 
 
-async def any_to_take(conn: AsyncConnection, now: datetime) -> bool:
+async def any_to_take(db: Database, now: datetime) -> bool:
     """Whether some task waits for a worker (a cheap read before the write that takes it)."""
-    return (await conn.execute(_ANY_TO_TAKE, {"b_now": now})).first() is not None
+    return bool(await db.read_rows(_ANY_TO_TAKE, {"b_now": now}))
 
 
 def take_sync(
