@@ -19,6 +19,9 @@ from hookline.store.migrate import upgrade
 from hookline.store.schema import metadata
 from tests.support import Api, Receiver, make_settings, postgres_url, running_api, running_receiver
 
+#: A hang's asyncio tasks are written to stderr before pytest-timeout ends the test.
+pytest_plugins = ["tests.taskdump"]
+
 BACKENDS = ["sqlite"] + (["postgres"] if postgres_url() else [])
 
 
