@@ -22,7 +22,6 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: How soon a writer on SQLite's thread asks again for the write lock, at first and at most.
 LOCK_RETRY_FIRST_S = 0.0002
 LOCK_RETRY_MAX_S = 0.002
-_SQLITE_BUSY = 5
 #: How the pool's PostgreSQL sessions show in ``pg_stat_activity``; the listeners show as
 #: ``hookline-listen``.
 APPLICATION_NAME = "hookline"
@@ -92,7 +91,7 @@ def _begin_immediate(conn: Connection) -> None:
             raw.execute("BEGIN IMMEDIATE")
             return
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", None) != _SQLITE_BUSY:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
                 break  # not the lock: let the statement below fail as it will
         time.sleep(delay_s)
         delay_s = min(delay_s * 2, LOCK_RETRY_MAX_S)
