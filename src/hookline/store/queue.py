@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import operator
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -340,8 +341,8 @@ ENDPOINTS_OF_USERS = (
     .where(endpoints.c.user_id.in_(bindparam("user_ids", expanding=True)))
     .order_by(endpoints.c.user_id, endpoints.c.slot != "default", endpoints.c.created_at)
 )
-#: The columns a new message and a new delivery are inserted with, in the order of their rows
-#: (``delivery_row``'s keys); the others take their defaults.
+#: The columns a new message and a new delivery are inserted with (``delivery_values`` puts a
+#: delivery's row in this order); the others take their defaults.
 NEW_MESSAGE_COLUMNS = ("id", "user_id", "event", "data", "created_at")
 NEW_DELIVERY_COLUMNS = (
     "id",
@@ -397,8 +398,8 @@ def delivery_row(
     lease_until: datetime | None = None,
     now_us: int | None = None,
 ) -> dict[str, Any]:
-    """A new delivery's row: its ``NEW_DELIVERY_COLUMNS`` in order, timestamps in epoch
-    microseconds (``now_us``, when given, is ``now`` in them already)."""
+    """A new delivery's row: its ``NEW_DELIVERY_COLUMNS``, timestamps in epoch microseconds
+    (``now_us``, when given, is ``now`` in them already)."""
     at = to_micros(now) if now_us is None else now_us
     return {
         "id": ids.new_id(),
@@ -451,7 +452,7 @@ def fan_out_sync(
                 now_us=now_us,
                 max_attempts=max_attempts,
             )
-            delivery_rows.append(tuple(new_row.values()))
+            delivery_rows.append(delivery_values(new_row))
             made.append(new_row["delivery_id"])
         results.append(Enqueued(new.event, made))
     if message_rows:
@@ -472,7 +473,13 @@ def insert_message_sync(
 
 def insert_delivery_sync(conn: Connection, row: Mapping[str, Any]) -> None:
     """Store one delivery made by ``delivery_row``."""
-    insert_rows_sync(conn, "deliveries", NEW_DELIVERY_COLUMNS, [tuple(row.values())])
+    insert_rows_sync(conn, "deliveries", NEW_DELIVERY_COLUMNS, [delivery_values(row)])
+
+
+#: A ``delivery_row``'s values in ``NEW_DELIVERY_COLUMNS``' order, for ``insert_rows_sync``.
+delivery_values: Callable[[Mapping[str, Any]], tuple[Any, ...]] = operator.itemgetter(
+    *NEW_DELIVERY_COLUMNS
+)
 
 
 # --- claiming ------------------------------------------------------------------------------
