@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 
 def utcnow() -> datetime:
@@ -18,9 +18,10 @@ def iso(moment: datetime | None) -> str | None:
 
 def iso_millis(moment: datetime) -> str:
     """``2024-11-14T10:05:00.000Z``, the guide's payload timestamp form."""
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    if moment.tzinfo is not UTC:  # what the store gives is UTC already
+        moment = moment.astimezone(UTC)
+    # isoformat ends in "+00:00" here; it truncates to milliseconds, as the payload does.
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def to_micros(moment: datetime) -> int:
@@ -30,7 +31,8 @@ def to_micros(moment: datetime) -> int:
 
 
 def from_micros(value: int) -> datetime:
-    return datetime.fromtimestamp(value // 1_000_000, UTC).replace(microsecond=value % 1_000_000)
+    """The aware UTC datetime of ``value`` microseconds since the Unix epoch, exactly."""
+    return EPOCH + timedelta(microseconds=value)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

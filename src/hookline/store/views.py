@@ -12,8 +12,11 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
+    Select,
     TextClause,
     and_,
+    bindparam,
     func,
     select,
     text,
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hookline.store.queue import status_is
 from hookline.store.schema import (
     Status,
+    Timestamp,
     Trigger,
     deliveries,
     delivery_attempts,
@@ -31,7 +35,7 @@ from hookline.store.schema import (
     endpoints,
     messages,
 )
-from hookline.timeutil import to_micros
+from hookline.timeutil import from_micros, to_micros
 
 
 class LogStatus(enum.StrEnum):
@@ -127,6 +131,46 @@ _LOG_COLUMNS = (
 )
 
 
+# The same columns with their timestamps as stored (epoch microseconds): a page converts
+# them itself, cheaper than the column types' per-value processing.
+_RAW_LOG_COLUMNS = tuple(
+    type_coerce(c, BigInteger).label(c.name) if isinstance(c.type, Timestamp) else c
+    for c in _LOG_COLUMNS
+)
+
+_STATUSES = {status.value: status for status in Status}
+
+
+def _raw_log_row(
+    id: str,
+    delivery_id: str,
+    endpoint_id: str | None,
+    event: str,
+    url: str,
+    status: str,
+    last_status_code: int | None,
+    attempts: int,
+    last_error: str | None,
+    next_attempt_us: int,
+    delivered_us: int | None,
+    created_us: int,
+) -> LogRow:
+    return LogRow(
+        id,
+        delivery_id,
+        endpoint_id,
+        event,
+        url,
+        _STATUSES[status],
+        last_status_code,
+        attempts,
+        last_error,
+        from_micros(next_attempt_us),
+        None if delivered_us is None else from_micros(delivered_us),
+        from_micros(created_us),
+    )
+
+
 def _log_row(row: Any) -> LogRow:
     return LogRow(
         id=row.id,
@@ -176,10 +220,7 @@ async def open_count(
     return int((await conn.execute(query, wanted)).scalar_one())
 
 
-async def counters(
-    conn: AsyncConnection, user_id: str, endpoint_id: str | None = None
-) -> dict[str, Counts]:
-    """A user's finished-delivery counters by event (of one endpoint, or of all)."""
+def _counters_query(by_endpoint: bool) -> Select[Any]:
     query = (
         select(
             delivery_stats.c.event,
@@ -187,13 +228,62 @@ async def counters(
             func.sum(delivery_stats.c.failed),
             func.sum(delivery_stats.c.attempts_sum),
         )
-        .where(delivery_stats.c.user_id == user_id)
+        .where(delivery_stats.c.user_id == bindparam("user_id"))
         .group_by(delivery_stats.c.event)
     )
+    if by_endpoint:
+        query = query.where(delivery_stats.c.endpoint_id == bindparam("endpoint_id"))
+    return query
+
+
+# Built once: SQLAlchemy then finds each statement's compiled form by a memoised key rather
+# than building and hashing the statement again for every request.
+_COUNTERS = {by_endpoint: _counters_query(by_endpoint) for by_endpoint in (False, True)}
+
+
+async def counters(
+    conn: AsyncConnection, user_id: str, endpoint_id: str | None = None
+) -> dict[str, Counts]:
+    """A user's finished-delivery counters by event (of one endpoint, or of all)."""
+    params = {"user_id": user_id}
     if endpoint_id is not None:
-        query = query.where(delivery_stats.c.endpoint_id == endpoint_id)
-    rows = await conn.execute(query)
+        params["endpoint_id"] = endpoint_id
+    rows = await conn.execute(_COUNTERS[endpoint_id is not None], params)
     return {event: Counts(int(s), int(f), int(a)) for event, s, f, a in rows}
+
+
+def _logs_page_query(by_event: bool, by_endpoint: bool, success: bool | None) -> Select[Any]:
+    # A deferred join: the offset is walked in the per-user index alone (an index-only scan),
+    # and only the page's rows are read from the table.
+    newest_first = (deliveries.c.created_at.desc(), deliveries.c.id.desc())
+    ids = select(deliveries.c.id).where(deliveries.c.user_id == bindparam("user_id"))
+    if by_event:
+        ids = ids.where(deliveries.c.event == bindparam("event"))
+    if by_endpoint:
+        ids = ids.where(deliveries.c.endpoint_id == bindparam("endpoint_id"))
+    if success is True:
+        ids = ids.where(deliveries.c.status == Status.SUCCEEDED.value)
+    elif success is False:
+        ids = ids.where(deliveries.c.status != Status.SUCCEEDED.value)
+    page = (
+        ids.order_by(*newest_first)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+        .subquery("page")
+    )
+    return (
+        select(*_RAW_LOG_COLUMNS)
+        .join_from(deliveries, page, deliveries.c.id == page.c.id)
+        .order_by(*newest_first)
+    )
+
+
+_LOGS_PAGE = {
+    (by_event, by_endpoint, success): _logs_page_query(by_event, by_endpoint, success)
+    for by_event in (False, True)
+    for by_endpoint in (False, True)
+    for success in (None, True, False)
+}
 
 
 async def logs_page(
@@ -210,25 +300,13 @@ async def logs_page(
 
     The total comes from the counters plus the (few) open deliveries, never from a scan.
     """
-    # A deferred join: the offset is walked in the per-user index alone (an index-only scan),
-    # and only the page's rows are read from the table.
-    newest_first = (deliveries.c.created_at.desc(), deliveries.c.id.desc())
-    ids = select(deliveries.c.id).where(deliveries.c.user_id == user_id)
+    params: dict[str, Any] = {"user_id": user_id, "limit": limit, "offset": offset}
     if event is not None:
-        ids = ids.where(deliveries.c.event == event)
+        params["event"] = event
     if endpoint_id is not None:
-        ids = ids.where(deliveries.c.endpoint_id == endpoint_id)
-    if success is True:
-        ids = ids.where(deliveries.c.status == Status.SUCCEEDED.value)
-    elif success is False:
-        ids = ids.where(deliveries.c.status != Status.SUCCEEDED.value)
-    page = ids.order_by(*newest_first).limit(limit).offset(offset).subquery("page")
-    query = (
-        select(*_LOG_COLUMNS)
-        .join_from(deliveries, page, deliveries.c.id == page.c.id)
-        .order_by(*newest_first)
-    )
-    rows = [_log_row(row) for row in await conn.execute(query)]
+        params["endpoint_id"] = endpoint_id
+    query = _LOGS_PAGE[event is not None, endpoint_id is not None, success]
+    rows = [_raw_log_row(*row) for row in await conn.execute(query, params)]
 
     by_event = await counters(conn, user_id, endpoint_id)
     counts = [c for name, c in by_event.items() if event is None or name == event]
