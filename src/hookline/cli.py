@@ -239,22 +239,38 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Serve the API only; run 'hookline worker' apart.")
     ] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes sharing the port; the first also runs the delivery worker.",
+        ),
+    ] = 1,
+    socket_fd: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Serve the API, the dashboard and a delivery worker.
 
     The worker runs in the same process unless --no-worker (then run 'hookline worker').
+    With --workers N, N processes answer the API and the first of them runs the worker.
     """
     import uvicorn
 
+    from hookline.api import processes
     from hookline.api.app import create_app
 
     config = settings()
+    child = socket_fd is not None
+    if child:
+        processes.die_with_parent()
     _require_migrated(config)
     load_box(config)  # fail early, with a clear line, on missing or bad keys
     _require_keys_that_open(config)
     _setup_logging(config)
     base = f"http://{host}:{port}"
-    if config.development:
+    if child:
+        pass  # the parent has said all of the below once
+    elif config.development:
         logging.getLogger("hookline").warning(
             "development mode: plain http targets and loopback addresses are allowed"
         )
@@ -273,9 +289,26 @@ def serve(
             "no users yet: create an admin, whose token publishes events, with "
             "'hookline users create NAME --admin'"
         )
+    if workers > 1 and not child:
+        try:
+            sock = processes.bind(host, port)
+        except OSError as exc:
+            fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+        typer.echo(f"hookline on {base} with {workers} API processes")
+        argv = [sys.executable, "-m", "hookline", "serve", "--host", host, "--port", str(port)]
+        if no_worker:
+            argv.append("--no-worker")
+        grace_s = config.shutdown_grace_s
+        code = processes.supervise(sock, argv, workers, grace_s)
+        if code:
+            raise typer.Exit(code)
+        return
+
     from hookline.api.server import protocol_for, serve
 
+    sockets = None if socket_fd is None else [processes.inherited(socket_fd)]
     started = serve(
+        sockets,
         uvicorn.Config(
             create_app(config, run_worker=not no_worker),
             host=host,
@@ -285,7 +318,8 @@ def serve(
             access_log=False,  # the API logs its own access line: method, route, status, time
             timeout_graceful_shutdown=int(config.shutdown_grace_s) + 5,
             http=protocol_for(config),  # httptools with header-size, header-count, time limits
-        )
+        ),
+        on_started=processes.tell_parent_ready if child else None,
     )
     if not started:  # uvicorn has logged why (the port is taken, say)
         raise typer.Exit(3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from hookline.delivery.sender import Outcome, OutcomeKind
@@ -209,6 +211,23 @@ class Metrics:
             thread.join(timeout=5)
 
         return stop
+
+
+def shared_directory() -> str | None:
+    """Where this process's metric values live when several API processes count together
+    (``serve --workers N`` sets it before prometheus_client is imported); None otherwise."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def all_processes(queue: Collector | None) -> CollectorRegistry:
+    """A registry that reads every API process's counters and histograms from the shared
+    directory and sums them, with ``queue``'s gauges (the same database for all). Per-process
+    figures (``process_*``, ``python_gc_*``) are left out: no one process speaks for all."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    if queue is not None:
+        registry.register(queue)
+    return registry
 
 
 class QueueCollector(Collector):

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hookline.metrics import Metrics, QueueCollector
+from hookline.metrics import Metrics, QueueCollector, all_processes, shared_directory
 
 access_log = logging.getLogger("hookline.access")
 
@@ -22,11 +22,14 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/metrics", tags=["ops"])
 async def metrics(request: Request) -> Response:
-    """This process's metrics in Prometheus's text format (unauthenticated, like /healthz)."""
+    """This process's metrics in Prometheus's text format (unauthenticated, like /healthz);
+    under ``serve --workers N``, the sum of all N processes' counters and histograms."""
     queue: QueueCollector | None = request.app.state.queue_metrics
     if queue is not None:
         await queue.refresh()  # the collector then reports what this read (or left out)
     registry = request.app.state.metrics.registry
+    if shared_directory() is not None:
+        registry = all_processes(queue)
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -231,8 +233,11 @@ class QuietServer(Server):
 
     _exit_now: asyncio.Event | None = None
     _loop: asyncio.AbstractEventLoop | None = None
+    on_started: Callable[[], None] | None = None  #: called once serving, before the loop
 
     async def main_loop(self) -> None:
+        if self.on_started is not None:
+            self.on_started()
         self._loop = asyncio.get_running_loop()
         self._exit_now = asyncio.Event()
         counter = 0
@@ -249,10 +254,16 @@ class QuietServer(Server):
             self._loop.call_soon_threadsafe(self._exit_now.set)
 
 
-def serve(config: Config) -> bool:
+def serve(
+    sockets: list[socket.socket] | None,
+    config: Config,
+    on_started: Callable[[], None] | None = None,
+) -> bool:
     """Run ``config``'s app under ``QuietServer`` until a signal stops it, as ``uvicorn.run``
-    does; False when it never started (the port was taken, say)."""
+    does, on ``sockets`` (already listening) or else config's host and port; False when it
+    never started (the port was taken, say). ``on_started`` is called once it serves."""
     server = QuietServer(config=config)
+    server.on_started = on_started
     with contextlib.suppress(KeyboardInterrupt):
-        server.run()
+        server.run(sockets)
     return server.started

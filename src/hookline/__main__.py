@@ -1,0 +1,5 @@
+"""``python -m hookline``: the ``hookline`` command."""
+
+from hookline.cli import main
+
+main()
