@@ -116,6 +116,7 @@ class Plan:
     frontdoor_batches: int = 30
     frontdoor_batch_concurrency: int = 2
     frontdoor_serve_workers: int = 1  # hookline serve --workers
+    serve_workers: int = 1  # hookline serve --workers, in the configs (end to end, drain)
     frontdoor_mix_clients: int = 200  # the mix: clients looping publish, logs, stats, config
     frontdoor_mix_s: float = 30.0
 
@@ -427,6 +428,8 @@ async def run_config(bench: Bench, name: str) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     serve_args = ["serve", "--port", str(port)] + (["--no-worker"] if workers else [])
+    if bench.plan.serve_workers > 1:
+        serve_args += ["--workers", str(bench.plan.serve_workers)]
     server = bench.start_hookline(f"{name}-serve", serve_args, url)
     engine = None
     try:

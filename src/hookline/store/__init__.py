@@ -847,10 +847,7 @@ class Store:
     ) -> tuple[dict[str, Counts], int]:
         """(counters by event, open deliveries), of one endpoint or of all."""
         async with self.db.read() as conn:
-            return (
-                await views.counters(conn, user_id, endpoint_id),
-                await views.open_count(conn, user_id, endpoint_id=endpoint_id),
-            )
+            return await views.counts_and_open(conn, user_id, endpoint_id=endpoint_id)
 
     async def timeseries(
         self, user_id: str, start: datetime, bucket: timedelta, endpoint_id: str | None = None

@@ -202,22 +202,45 @@ def _open_count_sql(on_sqlite: bool, by_event: bool, by_endpoint: bool) -> TextC
     )
 
 
-_OPEN_COUNT = {
-    (on_sqlite, by_event, by_endpoint): _open_count_sql(on_sqlite, by_event, by_endpoint)
+def _counts_and_open_sql(on_sqlite: bool, by_event: bool, by_endpoint: bool) -> TextClause:
+    # The counters by event and, in a row of its own (event NULL), the open deliveries: one
+    # statement, one round trip, for what a log page and the stats both need.
+    endpoint = " AND endpoint_id = :endpoint_id" if by_endpoint else ""
+    counters_sql = (
+        "SELECT event, sum(successful), sum(failed), sum(attempts_sum) FROM delivery_stats"
+        f" WHERE user_id = :user_id{endpoint} GROUP BY event"
+    )
+    open_sql = _open_count_sql(on_sqlite, by_event, by_endpoint).text
+    return text(f"{counters_sql} UNION ALL SELECT NULL, ({open_sql}), 0, 0")
+
+
+_COUNTS_AND_OPEN = {
+    (on_sqlite, by_event, by_endpoint): _counts_and_open_sql(on_sqlite, by_event, by_endpoint)
     for on_sqlite in (False, True)
     for by_event in (False, True)
     for by_endpoint in (False, True)
 }
 
 
-async def open_count(
+async def counts_and_open(
     conn: AsyncConnection, user_id: str, event: str | None = None, endpoint_id: str | None = None
-) -> int:
-    """Deliveries of a user not yet finished (pending or in flight), from the partial index."""
-    query = _OPEN_COUNT[conn.dialect.name == "sqlite", event is not None, endpoint_id is not None]
+) -> tuple[dict[str, Counts], int]:
+    """A user's finished-delivery counters by event (as ``counters``), and how many of its
+    deliveries are open, pending or in flight (of ``event`` only, if given), from the partial
+    index: one statement."""
+    query = _COUNTS_AND_OPEN[
+        conn.dialect.name == "sqlite", event is not None, endpoint_id is not None
+    ]
     params = {"user_id": user_id, "event": event, "endpoint_id": endpoint_id}
+    by_event: dict[str, Counts] = {}
+    pending = 0
     wanted = {k: v for k, v in params.items() if v is not None}
-    return int((await conn.execute(query, wanted)).scalar_one())
+    for name, s, f, a in await conn.execute(query, wanted):
+        if name is None:
+            pending = int(s)
+        else:
+            by_event[name] = Counts(int(s), int(f), int(a))
+    return by_event, pending
 
 
 def _counters_query(by_endpoint: bool) -> Select[Any]:
@@ -308,13 +331,15 @@ async def logs_page(
     query = _LOGS_PAGE[event is not None, endpoint_id is not None, success]
     rows = [_raw_log_row(*row) for row in await conn.execute(query, params)]
 
-    by_event = await counters(conn, user_id, endpoint_id)
+    if success is True:
+        by_event, pending = await counters(conn, user_id, endpoint_id), 0
+    else:
+        by_event, pending = await counts_and_open(conn, user_id, event, endpoint_id)
     counts = [c for name, c in by_event.items() if event is None or name == event]
     successful = sum(c.successful for c in counts)
     failed = sum(c.failed for c in counts)
     total = successful
     if success is not True:
-        pending = await open_count(conn, user_id, event, endpoint_id)
         total = failed + pending if success is False else successful + failed + pending
     return rows, total
 
