@@ -31,7 +31,6 @@ import contextlib
 import json
 import time
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -40,22 +39,11 @@ from sqlalchemy.engine import make_url
 
 from bench import db
 from bench.bare_client import EVENT, event_data
-from bench.procs import Proc, cpu_seconds, free_port, log, machine_cpu_seconds, wait_http
+from bench.procs import Proc, free_port, log, machine_cpu_seconds, tree_cpu_seconds, wait_http
 from bench.stats import summary_ms
 
 if TYPE_CHECKING:
     from bench.run import Bench
-
-
-def _tree_cpu(proc: Proc) -> float:
-    """CPU of a process and of its children (the API processes of ``serve --workers``)."""
-    total = cpu_seconds(proc.pid)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            text = stat.read_text()
-            if int(text[text.rindex(")") + 2 :].split()[1]) == proc.pid:
-                total += cpu_seconds(int(stat.parent.name))
-    return total
 
 
 class Sessions:
@@ -271,10 +259,10 @@ async def _measured(run: Any, procs: list[Proc], sessions: Sessions) -> dict[str
     """Run one load and add the API processes' CPU per accepted event and, on PostgreSQL,
     the connections opened per 1,000 requests."""
     sessions0 = await sessions.count()
-    cpu0 = sum(_tree_cpu(p) for p in procs)
+    cpu0 = sum(tree_cpu_seconds(p.pid) for p in procs)
     machine0 = machine_cpu_seconds()
     result: dict[str, Any] = await run
-    cpu = sum(_tree_cpu(p) for p in procs) - cpu0
+    cpu = sum(tree_cpu_seconds(p.pid) for p in procs) - cpu0
     machine = machine_cpu_seconds() - machine0
     accepted = result["accepted"]
     result["api_cpu_s"] = round(cpu, 3)

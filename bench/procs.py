@@ -47,6 +47,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a live process and of its live children (the API processes of
+    ``serve --workers``); 0.0 once it has ended."""
+    total = cpu_seconds(pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            if int(text[text.rindex(")") + 2 :].split()[1]) == pid:
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
 def run_slices(pid: int) -> int:
     """How many times the scheduler has put a live process's threads on a CPU (the third field
     of /proc/<pid>/task/*/schedstat): near enough its wake-ups, when it is mostly asleep."""
@@ -103,11 +115,11 @@ class Proc:
 
     def mark(self) -> None:
         """Start a measured phase: CPU counted from here, peak RSS reset."""
-        self.cpu_mark = cpu_seconds(self.pid)
+        self.cpu_mark = tree_cpu_seconds(self.pid)
         reset_peak_rss(self.pid)
 
     def cpu_since_mark(self) -> float:
-        return cpu_seconds(self.pid) - self.cpu_mark
+        return tree_cpu_seconds(self.pid) - self.cpu_mark
 
     def peak_rss_mib(self) -> float:
         return status_kib(self.pid, "VmHWM") / 1024

@@ -79,7 +79,8 @@ class Plan:
     python_n: int = 5_000
     python_batch: int = 200
     python_lanes: int = 4
-    http_n: int = 1_500
+    http_n: int = 5_000  # end to end over HTTP (the configs), events
+    e2e_concurrency: int = 32  # end to end over HTTP: requests in flight, as the issue sets
     http_concurrency: int = 16
     drain_n: int = 10_000
     latency_rate: float = 200.0
@@ -127,6 +128,7 @@ SMOKE = Plan(
     python_n=300,
     python_batch=100,
     http_n=150,
+    e2e_concurrency=8,
     http_concurrency=8,
     drain_n=300,
     latency_s=1.0,
@@ -287,9 +289,7 @@ async def throughput(
         )
         n = plan.python_n
     else:
-        pub = await load.publish_http(
-            base, admin_token, user.id, plan.http_n, plan.http_concurrency
-        )
+        pub = await load.publish_http(base, admin_token, user.id, plan.http_n, plan.e2e_concurrency)
         n = plan.http_n
     done, seen_at = await db.wait_finished(engine, user.id, pub.count, plan.drain_timeout_s)
     finished = await db.finish_times(engine, user.id)
@@ -314,7 +314,7 @@ async def throughput(
         result["batch"] = plan.python_batch
         result["lanes"] = 1 if name_is_sqlite(url) else plan.python_lanes
     else:
-        result["concurrency"] = plan.http_concurrency
+        result["concurrency"] = plan.e2e_concurrency
     result.update(meter.usage(seconds, done.succeeded))
     return result
 
