@@ -341,6 +341,7 @@ def worker(
 
     Several may share one PostgreSQL database.
     """
+    from hookline.api.server import freeze_startup_objects
     from hookline.delivery.worker import Worker
     from hookline.metrics import Metrics
     from hookline.targets import sender_for
@@ -369,6 +370,7 @@ def worker(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, runner.stop)
+        freeze_startup_objects()
         try:
             await runner.run()
         finally:
