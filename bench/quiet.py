@@ -291,7 +291,9 @@ async def _drain(bench: Bench, url: str, workers: list[Proc], engine: Any) -> di
 
 
 #: At most this many warm-up rounds before the connection count (each of at least 500 requests).
-WARM_ROUNDS_MAX = 5
+WARM_ROUNDS_MAX = 6
+#: Warm-up ends after this many rounds in a row that opened no connection.
+WARM_QUIET_ROUNDS = 2
 
 
 @dataclass
@@ -344,18 +346,19 @@ async def connections(bench: Bench, url: str, base: str, token: str) -> dict[str
         # Warm until steady: the pool opens a connection the first time that many requests
         # overlap, and keeps it. At a low concurrency the moment can take a thousand requests
         # to come (in the 15:28 run, the API held 4 connections after a warm-up of 500 at 8
-        # in flight, and the measured 1,000 opened a fifth, which stayed). So warm in rounds
-        # until one opens nothing (at most five), and count what the warm-up opened too.
-        warm_opened, rounds = 0, 0
+        # in flight, and the measured 1,000 opened a fifth, which stayed; at 19:00 one quiet
+        # round was not enough either: the measured round grew the pool from 4 to 8). So
+        # warm in rounds until two in a row open nothing (at most six), and count what the
+        # warm-up opened too.
+        warm_opened, rounds, quiet = 0, 0, 0
         last, _ = await _sessions(url)
-        while rounds < WARM_ROUNDS_MAX:
+        while rounds < WARM_ROUNDS_MAX and quiet < WARM_QUIET_ROUNDS:
             rounds += 1
             await load.publish_http(base, token, user.id, max(500, 20 * concurrency), concurrency)
             await asyncio.sleep(1.5)  # PostgreSQL's statistics catch up
             now, _ = await _sessions(url)
             warm_opened += now.opened - last.opened
-            if now.opened == last.opened:
-                break
+            quiet = quiet + 1 if now.opened == last.opened else 0
             last = now
         before, _ = await _sessions(url)
         pub = await load.publish_http(base, token, user.id, plan.quiet_requests, concurrency)
