@@ -295,7 +295,9 @@ def serve(
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror}")
         typer.echo(f"hookline on {base} with {workers} API processes")
-        argv = [sys.executable, "-m", "hookline", "serve", "--host", host, "--port", str(port)]
+        debug = ["--debug"] if _debug else []
+        argv = [sys.executable, "-m", "hookline", *debug, "serve", "--host", host]
+        argv += ["--port", str(port)]
         if no_worker:
             argv.append("--no-worker")
         grace_s = config.shutdown_grace_s

@@ -7,8 +7,10 @@ import asyncio
 import gc
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import uvicorn
 
 from hookline.api.server import QuietServer
@@ -24,6 +26,13 @@ class Counting(QuietServer):
     async def on_tick(self, counter: int) -> bool:
         self.ticks += 1
         return await super().on_tick(counter)
+
+
+@pytest.fixture(autouse=True)
+def unfrozen() -> Iterator[None]:
+    """main_loop freezes what exists when it starts; give the test process its memory back."""
+    yield
+    gc.unfreeze()
 
 
 def server() -> Counting:
@@ -54,7 +63,7 @@ async def test_a_signal_ends_the_main_loop_at_once() -> None:
 
 
 async def test_once_serving_the_startup_objects_are_frozen() -> None:
-    gc.unfreeze()  # what the tests above froze
+    assert gc.get_freeze_count() == 0
     quiet = server()
     loop = asyncio.create_task(quiet.main_loop())
     try:
@@ -64,4 +73,3 @@ async def test_once_serving_the_startup_objects_are_frozen() -> None:
     finally:
         quiet.should_exit = True
         await asyncio.wait_for(loop, timeout=2.0)
-        gc.unfreeze()
