@@ -22,6 +22,7 @@ import httpx
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 
+from hookline.config import Settings
 from hookline.store import Store
 from tests.e2e.test_metrics_process import samples
 from tests.e2e.test_worker_process import worker_env
@@ -122,17 +123,23 @@ async def published_by_metrics(base: str) -> float:
     return samples(response.text).get(("hookline_events_published_total", labels), 0.0)
 
 
-async def test_two_api_processes_share_the_port_the_worker_and_the_metrics(
-    database_url: str, receiver: Receiver, tmp_path: Path
-) -> None:
-    settings = make_settings(database_url)
+async def admin_and_user(settings: Settings, hook_url: str) -> tuple[str, str]:
+    """An admin's token, and a user whose webhook at ``hook_url`` takes every event."""
     store = Store(settings)
     try:
         _, _, token = await store.create_user("admin", True)
         user, _, _ = await store.create_user("user", False)
-        await store.save_config(user.id, receiver.url, True, None, list(EXAMPLE_DATA))
+        await store.save_config(user.id, hook_url, True, None, list(EXAMPLE_DATA))
     finally:
         await store.close()
+    return token, user.id
+
+
+async def test_two_api_processes_share_the_port_the_worker_and_the_metrics(
+    database_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    settings = make_settings(database_url)
+    token, user_id = await admin_and_user(settings, receiver.url)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
@@ -148,7 +155,7 @@ async def test_two_api_processes_share_the_port_the_worker_and_the_metrics(
         deadline = time.monotonic() + 30
         while min(published_in(shared, pid) for pid in children) == 0 or published < 20:
             assert time.monotonic() < deadline, f"one process took every connection: {children}"
-            response = await publish_once(base, token, user.id, published)
+            response = await publish_once(base, token, user_id, published)
             assert response.status_code == 202, response.text
             published += 1
 
@@ -184,14 +191,8 @@ async def test_a_crashed_api_process_is_started_again_and_its_counts_kept(
     sqlite_url: str, tmp_path: Path
 ) -> None:
     settings = make_settings(sqlite_url)
-    store = Store(settings)
-    try:
-        _, _, token = await store.create_user("admin", True)
-        user, _, _ = await store.create_user("user", False)
-        # Deliveries are stored (--no-worker: nothing sends them).
-        await store.save_config(user.id, "http://127.0.0.1:9/hook", True, None, [EVENT])
-    finally:
-        await store.close()
+    # Deliveries are stored (--no-worker: nothing sends them).
+    token, user_id = await admin_and_user(settings, "http://127.0.0.1:9/hook")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve.log"
@@ -200,7 +201,7 @@ async def test_a_crashed_api_process_is_started_again_and_its_counts_kept(
         await wait_healthy(base, proc, log)
         before = children_of(proc.pid)
         for n in range(10):
-            assert (await publish_once(base, token, user.id, n)).status_code == 202
+            assert (await publish_once(base, token, user_id, n)).status_code == 202
         victim = before[1]
         os.kill(victim, signal.SIGKILL)
 
@@ -210,7 +211,7 @@ async def test_a_crashed_api_process_is_started_again_and_its_counts_kept(
 
         await wait_until(replaced, timeout_s=30, every_s=0.1)
         for n in range(10, 15):  # the port keeps answering meanwhile, and after
-            assert (await publish_once(base, token, user.id, n)).status_code == 202
+            assert (await publish_once(base, token, user_id, n)).status_code == 202
         await wait_healthy(base, proc, log)
         # The killed process's counts stay in the sum: counters never go back.
         assert await published_by_metrics(base) == 15
