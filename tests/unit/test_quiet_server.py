@@ -63,6 +63,7 @@ async def test_a_signal_ends_the_main_loop_at_once() -> None:
 
 
 async def test_once_serving_the_startup_objects_are_frozen() -> None:
+    gc.unfreeze()  # whatever froze before this test
     assert gc.get_freeze_count() == 0
     quiet = server()
     loop = asyncio.create_task(quiet.main_loop())
