@@ -213,10 +213,15 @@ class Metrics:
         return stop
 
 
+#: The environment variable of prometheus_client's multiprocess mode: the directory where each
+#: process writes its values (``serve --workers N`` sets it for its children).
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def shared_directory() -> str | None:
     """Where this process's metric values live when several API processes count together
     (``serve --workers N`` sets it before prometheus_client is imported); None otherwise."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+    return os.environ.get(MULTIPROC_DIR_ENV) or None
 
 
 def all_processes(queue: Collector | None) -> CollectorRegistry:

@@ -32,10 +32,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import FrameType
 
+from hookline.metrics import MULTIPROC_DIR_ENV
+
 log = logging.getLogger("hookline")
 
-#: The environment variable prometheus_client reads for its multiprocess mode.
-METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: The pid of the supervising parent, in each child's environment.
 PARENT_ENV = "HOOKLINE_SERVE_PARENT"
 #: The file descriptor, in each child's environment, of the pipe it writes once serving.
@@ -114,7 +114,7 @@ def supervise(sock: socket.socket, child_argv: Sequence[str], workers: int, grac
     round fails to start; returns the exit code for the parent. ``child_argv`` is the command
     line of a child; ``--socket-fd FD`` is added, and ``--no-worker`` for all but the first."""
     metrics_dir = tempfile.mkdtemp(prefix="hookline-metrics-")
-    env = {**os.environ, METRICS_DIR_ENV: metrics_dir, PARENT_ENV: str(os.getpid())}
+    env = {**os.environ, MULTIPROC_DIR_ENV: metrics_dir, PARENT_ENV: str(os.getpid())}
     fd = sock.fileno()
     children: dict[int, _Child] = {}
     failed_restarts: dict[int, int] = {}  # index -> restarts in a row that never served

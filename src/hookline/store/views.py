@@ -31,7 +31,6 @@ from hookline.store.schema import (
     Trigger,
     deliveries,
     delivery_attempts,
-    delivery_stats,
     endpoints,
     messages,
 )
@@ -202,16 +201,19 @@ def _open_count_sql(on_sqlite: bool, by_event: bool, by_endpoint: bool) -> TextC
     )
 
 
-def _counts_and_open_sql(on_sqlite: bool, by_event: bool, by_endpoint: bool) -> TextClause:
-    # The counters by event and, in a row of its own (event NULL), the open deliveries: one
-    # statement, one round trip, for what a log page and the stats both need.
+def _counters_sql(by_endpoint: bool) -> str:
     endpoint = " AND endpoint_id = :endpoint_id" if by_endpoint else ""
-    counters_sql = (
+    return (
         "SELECT event, sum(successful), sum(failed), sum(attempts_sum) FROM delivery_stats"
         f" WHERE user_id = :user_id{endpoint} GROUP BY event"
     )
+
+
+def _counts_and_open_sql(on_sqlite: bool, by_event: bool, by_endpoint: bool) -> TextClause:
+    # The counters by event and, in a row of its own (event NULL), the open deliveries: one
+    # statement, one round trip, for what a log page and the stats both need.
     open_sql = _open_count_sql(on_sqlite, by_event, by_endpoint).text
-    return text(f"{counters_sql} UNION ALL SELECT NULL, ({open_sql}), 0, 0")
+    return text(f"{_counters_sql(by_endpoint)} UNION ALL SELECT NULL, ({open_sql}), 0, 0")
 
 
 _COUNTS_AND_OPEN = {
@@ -243,25 +245,9 @@ async def counts_and_open(
     return by_event, pending
 
 
-def _counters_query(by_endpoint: bool) -> Select[Any]:
-    query = (
-        select(
-            delivery_stats.c.event,
-            func.sum(delivery_stats.c.successful),
-            func.sum(delivery_stats.c.failed),
-            func.sum(delivery_stats.c.attempts_sum),
-        )
-        .where(delivery_stats.c.user_id == bindparam("user_id"))
-        .group_by(delivery_stats.c.event)
-    )
-    if by_endpoint:
-        query = query.where(delivery_stats.c.endpoint_id == bindparam("endpoint_id"))
-    return query
-
-
 # Built once: SQLAlchemy then finds each statement's compiled form by a memoised key rather
 # than building and hashing the statement again for every request.
-_COUNTERS = {by_endpoint: _counters_query(by_endpoint) for by_endpoint in (False, True)}
+_COUNTERS = {by_endpoint: text(_counters_sql(by_endpoint)) for by_endpoint in (False, True)}
 
 
 async def counters(
@@ -331,17 +317,18 @@ async def logs_page(
     query = _LOGS_PAGE[event is not None, endpoint_id is not None, success]
     rows = [_raw_log_row(*row) for row in await conn.execute(query, params)]
 
-    if success is True:
+    if success is True:  # only finished deliveries count: no need for the open ones
         by_event, pending = await counters(conn, user_id, endpoint_id), 0
     else:
         by_event, pending = await counts_and_open(conn, user_id, event, endpoint_id)
     counts = [c for name, c in by_event.items() if event is None or name == event]
     successful = sum(c.successful for c in counts)
     failed = sum(c.failed for c in counts)
-    total = successful
-    if success is not True:
-        total = failed + pending if success is False else successful + failed + pending
-    return rows, total
+    if success is True:
+        return rows, successful
+    if success is False:
+        return rows, failed + pending
+    return rows, successful + failed + pending
 
 
 async def log_detail(conn: AsyncConnection, user_id: str, log_id: str) -> LogDetailRow | None:
