@@ -282,6 +282,7 @@ def p50_p99(latencies_ms: list[float]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 async def test_a_worker_listens_again_after_postgresql_restarts(
     postgres_database_url: str, tmp_path: Path
 ) -> None:

@@ -102,6 +102,7 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+@pytest.mark.alone
 async def test_a_stalled_database_sheds_load_and_loses_nothing(
     postgres_database_url: str, receiver: Receiver
 ) -> None:

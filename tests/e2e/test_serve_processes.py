@@ -272,8 +272,9 @@ def test_a_process_that_cannot_start_stops_the_others() -> None:
     started = time.monotonic()
     result = supervise(STAND_IN, 3)
     assert result.returncode == 4, result.stderr  # the failing child's own code
-    # The two that served were stopped by SIGTERM, not waited out to the SIGKILL (25 s).
-    assert time.monotonic() - started < 10
+    # The two that served were stopped by SIGTERM, not waited out to the SIGKILL (25 s); the
+    # four interpreters take a few seconds to start on a busy machine.
+    assert time.monotonic() - started < 20
 
 
 def test_a_process_that_crashes_after_starting_is_started_again(tmp_path: Path) -> None:
