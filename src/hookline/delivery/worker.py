@@ -117,12 +117,21 @@ def recorded_headers(static: Mapping[str, str], ours: dict[str, str]) -> str:
     return orjson.dumps({**shown, **ours}).decode()
 
 
+def missed_its_second(job: Job, now: datetime) -> bool:
+    """A rate-limited delivery whose start was granted for a second that has passed (its
+    worker was held up between the claim and the send): sending it now could put more than
+    the limit's share into the second it lands in."""
+    start_before = job.delivery.start_before
+    return start_before is not None and now.timestamp() >= start_before
+
+
 async def attempt(
-    job: Job, sender: Sender, settings: Settings
+    job: Job, sender: Sender, settings: Settings, started_at: datetime | None = None
 ) -> tuple[Outcome, datetime, str | None]:
-    """Sign and send one attempt of ``job``; returns its outcome, start time and the headers
-    it sent (``recorded_headers``; None when it sent nothing)."""
-    started_at = utcnow()
+    """Sign and send one attempt of ``job`` (starting at ``started_at``, default now); returns
+    its outcome, start time and the headers it sent (``recorded_headers``; None when it sent
+    nothing)."""
+    started_at = started_at or utcnow()
     if job.url is None:
         outcome = Outcome(OutcomeKind.BLOCKED, 0, error="webhook configuration was deleted")
         return outcome, started_at, None
@@ -330,8 +339,14 @@ class Worker:
     async def _run_job(self, job: Job) -> None:
         DELIVERY_ID.set(job.delivery.delivery_id)  # for log lines about this attempt
         try:
+            started_at = utcnow()
+            if missed_its_second(job, started_at):
+                await self._give_back(job)
+                return
             try:
-                outcome, started_at, sent = await attempt(job, self.sender, self.settings)
+                outcome, started_at, sent = await attempt(
+                    job, self.sender, self.settings, started_at
+                )
             except Exception as exc:
                 # A bug must not leave the delivery leased forever: count it as a failed
                 # attempt so the retry policy applies.
@@ -349,6 +364,21 @@ class Worker:
         finally:
             self._inflight.pop(job.delivery.id, None)
             self._slot_free.set()
+
+    async def _give_back(self, job: Job) -> None:
+        """Return a delivery unsent, due now, to be claimed again under its endpoint's rate
+        limit; if that fails, its lease expires and it comes back then."""
+        try:
+            await self.store.release(self.name, [job.delivery.id])
+        except Exception as exc:
+            log.warning(
+                "giving back delivery %s failed (%s); it is sent once its lease expires",
+                job.delivery.delivery_id,
+                first_line(exc),
+            )
+            return
+        log.debug("gave back delivery %s: its rate-limit second passed", job.delivery.delivery_id)
+        self.wake.set()
 
     async def _write_results(self) -> None:
         loop = asyncio.get_running_loop()

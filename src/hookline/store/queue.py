@@ -15,7 +15,7 @@ import functools
 import operator
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -120,6 +120,9 @@ class Claimed:
     attempts: int  #: attempts made before this one
     max_attempts: int
     trigger: Trigger = Trigger.SCHEDULED  #: what set off this attempt
+    #: A rate-limited delivery's start was granted for one calendar second: the end of that
+    #: second (Unix seconds). A worker that gets to it later gives it back instead of sending.
+    start_before: float | None = None
 
 
 @dataclass(frozen=True)
@@ -565,6 +568,19 @@ def over_the_limit(
         else:
             deferred.append(delivery.id)
     return deferred
+
+
+def with_grant_windows(
+    claimed: Sequence[tuple[Claimed, EndpointRow | None]], windows: Mapping[str, int]
+) -> list[tuple[Claimed, EndpointRow | None]]:
+    """The claimed deliveries, each of a rate-limited endpoint marked with the end of the
+    second (``windows``: each endpoint's granted window) its start was granted in."""
+    return [
+        (replace(delivery, start_before=windows[endpoint.id] + 1), endpoint)
+        if endpoint is not None and endpoint.id in windows
+        else (delivery, endpoint)
+        for delivery, endpoint in claimed
+    ]
 
 
 def rate_limited_wants(claimed: Sequence[tuple[Claimed, EndpointRow | None]]) -> Counter[str]:

@@ -49,6 +49,7 @@ from hookline.store.queue import (
     requeue_sync,
     unsent_for,
     window_of,
+    with_grant_windows,
 )
 from hookline.store.schema import (
     PRIMARY_SLOT,
@@ -446,12 +447,13 @@ class PostgresQueue:
             if not wants:
                 return claimed
             window = latest = window_of(now)
-            granted = {}
+            granted, windows = {}, {}
             for row in await conn.execute(
                 _TAKE_STARTS,
                 {"ids": list(wants), "wants": list(wants.values()), "window": window},
             ):
                 granted[row.id] = row.n
+                windows[row.id] = row.win
                 latest = max(latest, row.win)
             deferred = over_the_limit(claimed, granted)
             if deferred:
@@ -460,7 +462,9 @@ class PostgresQueue:
                     DEFER, {"b_ids": deferred, "b_worker": worker, "b_next": next_second}
                 )
         held_back = set(deferred)
-        return [pair for pair in claimed if pair[0].id not in held_back]
+        return with_grant_windows(
+            [pair for pair in claimed if pair[0].id not in held_back], windows
+        )
 
     async def record(
         self, worker: str, records: Sequence[AttemptRecord], now: datetime

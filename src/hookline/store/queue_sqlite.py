@@ -48,6 +48,7 @@ from hookline.store.queue import (
     streak_changes,
     tally,
     window_of,
+    with_grant_windows,
 )
 from hookline.store.schema import Status, Trigger, endpoints, messages
 
@@ -88,7 +89,7 @@ def _claim_sync(
     if not wants:
         return claimed
     window = latest = window_of(now)
-    granted = {}
+    granted, windows = {}, {}
     for endpoint_id, want in sorted(wants.items()):
         limit_row = conn.execute(
             select(endpoints.c.rate_limit, endpoints.c.rate_window, endpoints.c.rate_count).where(
@@ -100,6 +101,7 @@ def _claim_sync(
         latest = max(latest, current)
         used = limit_row.rate_count if limit_row.rate_window == current else 0
         granted[endpoint_id] = min(want, max(limit_row.rate_limit - used, 0))
+        windows[endpoint_id] = current
         conn.execute(
             update(endpoints)
             .where(endpoints.c.id == endpoint_id)
@@ -110,7 +112,7 @@ def _claim_sync(
         next_second = datetime.fromtimestamp(latest + 1, now.tzinfo)
         conn.execute(DEFER, {"b_ids": deferred, "b_worker": worker, "b_next": next_second})
     held_back = set(deferred)
-    return [pair for pair in claimed if pair[0].id not in held_back]
+    return with_grant_windows([pair for pair in claimed if pair[0].id not in held_back], windows)
 
 
 def _record_sync(
