@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import pytest
 from sqlalchemy import func, select, update
 
 from hookline.payload import build_body, delivery_body, dumps
@@ -24,15 +22,6 @@ from tests.support import make_settings
 
 DATA = {"resumeId": "r1", "fileName": "a.pdf", "parsedAt": "t", "success": True}
 EVENT = "resume.parsed"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = Store(make_settings(database_url))
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def user_with(store: Store, *endpoints: EndpointFields) -> tuple[str, list[str]]:

@@ -15,7 +15,9 @@ from hookline.store.schema import deliveries, delivery_attempts
 from hookline.targets import sender_for
 from hookline.timeutil import utcnow
 from tests.integration.test_delivery import PARSED
-from tests.support import Receiver, make_settings
+from tests.support import Receiver
+
+EVENT = "resume.parsed"
 
 
 async def early_in_a_second() -> None:
@@ -23,18 +25,22 @@ async def early_in_a_second() -> None:
     await asyncio.sleep(1.05 - time.time() % 1.0)
 
 
+async def user_with_limit(store: Store, receiver: Receiver) -> tuple[str, str]:
+    """A user whose endpoint takes 5 starts a second: (user id, endpoint id)."""
+    user, _, _ = await store.create_user("user", False)
+    fields = EndpointFields(url=receiver.url, enabled_events=[EVENT], rate_limit=5)
+    endpoint, _ = await store.create_endpoint(user.id, fields)
+    return user.id, endpoint.id
+
+
 async def test_a_delivery_whose_granted_second_passed_is_given_back_unsent(
-    database_url: str, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
-    settings = make_settings(database_url)
-    store = Store(settings)
-    sender = sender_for(settings)
-    worker = Worker(store, sender, settings)
+    sender = sender_for(store.settings)
+    worker = Worker(store, sender, store.settings)
     try:
-        user, _, _ = await store.create_user("user", False)
-        fields = EndpointFields(url=receiver.url, enabled_events=["resume.parsed"], rate_limit=5)
-        await store.create_endpoint(user.id, fields)
-        await store.publish(user.id, "resume.parsed", PARSED)
+        user_id, _ = await user_with_limit(store, receiver)
+        await store.publish(user_id, EVENT, PARSED)
         await early_in_a_second()
         [job] = await store.claim(worker.name, 10)
         assert job.delivery.start_before == int(time.time()) + 1
@@ -62,24 +68,16 @@ async def test_a_delivery_whose_granted_second_passed_is_given_back_unsent(
         assert len(receiver.received) == 1
     finally:
         await sender.close()
-        await store.close()
 
 
 async def test_only_rate_limited_deliveries_carry_a_granted_second(
-    database_url: str, receiver: Receiver
+    store: Store, receiver: Receiver
 ) -> None:
-    settings = make_settings(database_url)
-    store = Store(settings)
-    try:
-        user, _, _ = await store.create_user("user", False)
-        limited = EndpointFields(url=receiver.url, enabled_events=["resume.parsed"], rate_limit=5)
-        free = EndpointFields(url=receiver.url + "?free", enabled_events=["resume.parsed"])
-        limited_id = (await store.create_endpoint(user.id, limited))[0].id
-        await store.create_endpoint(user.id, free)
-        await store.publish(user.id, "resume.parsed", PARSED)
-        await early_in_a_second()
-        jobs = await store.claim("w", 10)
-        marks = {job.delivery.endpoint_id == limited_id: job.delivery.start_before for job in jobs}
-        assert marks == {True: int(time.time()) + 1, False: None}
-    finally:
-        await store.close()
+    user_id, limited_id = await user_with_limit(store, receiver)
+    free = EndpointFields(url=receiver.url + "?free", enabled_events=[EVENT])
+    await store.create_endpoint(user_id, free)
+    await store.publish(user_id, EVENT, PARSED)
+    await early_in_a_second()
+    jobs = await store.claim("w", 10)
+    marks = {job.delivery.endpoint_id == limited_id: job.delivery.start_before for job in jobs}
+    assert marks == {True: int(time.time()) + 1, False: None}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,15 +14,6 @@ import pytest
 from hookline.store import NotFound, Store, users
 from hookline.timeutil import utcnow
 from tests.support import make_settings
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = Store(make_settings(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_lists_users_and_live_tokens(store: Store) -> None:
