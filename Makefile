@@ -24,7 +24,7 @@ run: .venv/.synced
 	HOOKLINE_ENV=development .venv/bin/hookline serve --host $(HOST) --port $(PORT)
 
 # Tests run in TEST_PROCESSES processes at once (pytest-xdist; 0 runs them in this one), then
-# those marked `alone` (a PostgreSQL restart, an overload's timing) by themselves. Exit
+# those marked `alone` (a PostgreSQL restart, load measurements) by themselves. Exit
 # status 5 is pytest's "no tests selected", e.g. when PYTEST_ARGS picks none of them.
 TEST_PROCESSES ?= 2
 

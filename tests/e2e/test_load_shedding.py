@@ -200,6 +200,7 @@ async def sessions_opened(dsn: str, database: str) -> int:
         await conn.close()
 
 
+@pytest.mark.alone
 async def test_steady_load_opens_no_connections(
     postgres_database_url: str, receiver: Receiver
 ) -> None:
