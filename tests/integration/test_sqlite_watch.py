@@ -119,3 +119,32 @@ async def test_idle_costs_nothing_and_a_commit_wakes_at_once(
     finally:
         await stop()
         await store.close()
+
+
+@linux_only
+async def test_a_commit_costs_a_look_or_two_not_one_per_page(
+    sqlite_template: Path, tmp_path: Path
+) -> None:
+    """A commit writes its pages to the WAL one write() at a time (a publish, about twenty);
+    the watcher waits for the rest after the first before asking SQLite again."""
+    path = tmp_path / "hookline.db"
+    shutil.copy(sqlite_template, path)
+    store = Store(make_settings(f"sqlite+aiosqlite:///{path}"))
+    woken = asyncio.Event()
+    watcher, stop = await start_watcher(path, woken.set, True)
+    try:
+        user, _, _ = await store.create_user("user", False)
+        await store.save_config(user.id, "http://127.0.0.1:9/hook", True, None, ["resume.parsed"])
+        await asyncio.sleep(0.3)
+        before = watcher.looks
+        for _ in range(20):
+            woken.clear()
+            await store.publish(user.id, "resume.parsed", EXAMPLE_DATA["resume.parsed"])
+            await asyncio.wait_for(woken.wait(), timeout=2)  # still woken for each
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # and any settle looks after the last
+        # One look per page written was about 17 a publish.
+        assert watcher.looks - before <= 20 * 3
+    finally:
+        await stop()
+        await store.close()

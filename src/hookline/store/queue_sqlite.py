@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, make_url
 
 from hookline.store import sqlite_watch
@@ -53,6 +53,13 @@ from hookline.store.queue import (
 from hookline.store.schema import Status, Trigger, endpoints, messages
 
 _LEASE = lease_due(postgres=False)
+# Built once, as _LEASE: building them per claim cost more than running them at a trickle.
+_ENDPOINTS_BY_ID = select(*ENDPOINT_COLUMNS).where(
+    endpoints.c.id.in_(bindparam("ids", expanding=True))
+)
+_MESSAGES_BY_ID = select(messages.c.id, messages.c.data, messages.c.created_at).where(
+    messages.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def _claim_sync(
@@ -65,16 +72,12 @@ def _claim_sync(
     wanted = sorted({row["endpoint_id"] for row in leased if row["endpoint_id"]})
     found = {}
     if wanted:
-        rows = conn.execute(select(*ENDPOINT_COLUMNS).where(endpoints.c.id.in_(wanted)))
+        rows = conn.execute(_ENDPOINTS_BY_ID, {"ids": wanted})
         found = {row.id: endpoint_from(row._mapping) for row in rows}
     message_ids = sorted({row["message_id"] for row in leased if row["message_id"]})
     bodies = {}
     if message_ids:
-        rows = conn.execute(
-            select(messages.c.id, messages.c.data, messages.c.created_at).where(
-                messages.c.id.in_(message_ids)
-            )
-        )
+        rows = conn.execute(_MESSAGES_BY_ID, {"ids": message_ids})
         bodies = {row.id: (row.data, row.created_at) for row in rows}
     claimed = []
     for row in leased:

@@ -7,7 +7,8 @@ whether another connection has committed (``PRAGMA data_version``, answered from
 without reading a table) and, only when one has, reads ``max(rowid)`` of ``deliveries``; it
 calls back only when that grew: a new delivery. The worker's own commits (claims, outcomes)
 write the file and change the data version too, but not the newest row, so they do not wake
-it. A write seen before its commit is visible gets a few more looks (``SETTLE_S``).
+it. Woken by a commit's first page, it waits ``GATHER_S`` for the rest before it asks; a
+write seen before its commit is visible gets a few more looks (``SETTLE_S``).
 
 Without inotify (not Linux, or no watch left: ``fs.inotify.max_user_watches``) the thread asks
 SQLite every ``WATCH_INTERVAL_S`` instead, which costs a little CPU even when idle.
@@ -29,6 +30,7 @@ import sqlite3
 import struct
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 
 log = logging.getLogger("hookline.store")
@@ -37,6 +39,10 @@ WATCH_INTERVAL_S = 0.003
 # After a write whose commit is not visible yet, look again after each of these quiet times:
 # the writer updates the WAL index just after writing, unless it is descheduled in between.
 SETTLE_S = (0.002, 0.02, 0.2)
+# A commit writes its pages to the WAL one write() at a time, tens of microseconds apart (a
+# publish, about twenty): woken by the first, wait this long for the rest before looking, so
+# that a commit costs a look or two instead of one per page.
+GATHER_S = 0.0005
 
 # <sys/inotify.h>
 _IN_MODIFY = 0x002
@@ -116,6 +122,8 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="hookline-sqlite-watch", daemon=True)
         #: How the thread learns of commits once started: "inotify" or "poll".
         self.mode = ""
+        #: How many times the thread has asked SQLite for its data version.
+        self.looks = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -144,6 +152,7 @@ class Watcher:
             newest = self._newest(conn)
             settle = 0  # looks left after a write that showed no commit (SETTLE_S)
             while (woken := self._next(writes, settle)) is not None:
+                self.looks += 1
                 seen = conn.execute("PRAGMA data_version").fetchone()[0]
                 if seen == version:
                     # A write, but no commit visible yet: look again after each quiet time,
@@ -177,6 +186,8 @@ class Watcher:
             if not ready:
                 return False
             if writes.written():
+                time.sleep(GATHER_S)
+                writes.written()  # what the rest of the commit wrote meanwhile
                 return True
 
     @staticmethod
