@@ -41,6 +41,8 @@ MAINTENANCE_EVERY_S = 5.0
 # (a few deliveries per claim and per write) instead of paying two per delivery. The claim
 # gap is all the latency this adds; the write gap adds none to sending (only to when the
 # log shows the outcome), so it is the longer: at 200 deliveries/s a write carries about five.
+# A batch's worth of outcomes (``Worker.batch``) is written at once: unwritten outcomes hold
+# their slots, and a backlog paced by the write gap drained at slots / gap (64 / 25 ms).
 CLAIM_GAP_S = 0.002
 RECORD_GAP_S = 0.025
 # Once a read of the next due time found nothing waiting at all, and nothing was claimed
@@ -187,6 +189,11 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._results: list[AttemptRecord] = []
         self._results_ready = asyncio.Event()
+        self._results_full = asyncio.Event()  # a batch's worth waits to be written
+        # While busy, claim and write in batches of this many: one claim or write per
+        # delivery would cost more than the delivery itself.
+        concurrency = settings.worker_concurrency
+        self.batch = min(settings.worker_batch_size, max(1, concurrency // 4))
         # Outcomes the database refused, retried alone: (loop time due, tries, record).
         self._set_aside_records: list[tuple[float, int, AttemptRecord]] = []
         self.record_retry_delays_s: tuple[float, ...] = RECORD_RETRY_DELAYS_S
@@ -237,15 +244,11 @@ class Worker:
     def _busy(self) -> bool:
         """No room to claim now: a NOTIFY is better answered by another worker."""
         held = len(self._inflight) + len(self._results) + len(self._set_aside_records)
-        concurrency = self.settings.worker_concurrency
-        busy_batch = min(self.settings.worker_batch_size, max(1, concurrency // 4))
-        return concurrency - held < busy_batch
+        return self.settings.worker_concurrency - held < self.batch
 
     async def _claim_loop(self) -> None:
         concurrency = self.settings.worker_concurrency
-        # While busy, claim in batches rather than one delivery per freed slot: one claim
-        # transaction per delivery would cost more than the delivery itself.
-        busy_batch = min(self.settings.worker_batch_size, max(1, concurrency // 4))
+        busy_batch = self.batch
         loop = asyncio.get_running_loop()
         caught_up = False  # the last claim found less than it asked for
         last_claim = 0.0
@@ -357,6 +360,8 @@ class Worker:
             self.metrics.attempted(job.delivery.event, outcome, record.next_status)
             self._results.append(record)
             self._results_ready.set()
+            if len(self._results) >= self.batch:
+                self._results_full.set()
             if record.next_status is Status.PENDING and record.next_attempt_at is not None:
                 # Wake up for our own retry instead of waiting for the next poll.
                 delay_s = (record.next_attempt_at - utcnow()).total_seconds()
@@ -396,7 +401,7 @@ class Worker:
             else:
                 await self._results_ready.wait()
             if not self._closing and (gap := last_write + RECORD_GAP_S - loop.time()) > 0:
-                await asyncio.sleep(gap)  # let a trickle of outcomes share the write
+                await self._gathered(gap)  # let a trickle of outcomes share the write
             self._results_ready.clear()
             last_write = loop.time()
             await self._flush()
@@ -408,6 +413,15 @@ class Worker:
                         len(self._set_aside_records),
                     )
                 return
+
+    async def _gathered(self, timeout_s: float) -> None:
+        """Until ``timeout_s`` passes or a batch's worth of outcomes waits to be written."""
+        if len(self._results) >= self.batch:
+            return
+        self._results_full.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._results_full.wait()
 
     async def _flush(self) -> None:
         """Write every finished attempt so far in one transaction.
