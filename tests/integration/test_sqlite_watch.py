@@ -30,6 +30,13 @@ async def start_watcher(
     return watcher, watcher.stop
 
 
+def store_on_a_copy(sqlite_template: Path, tmp_path: Path) -> tuple[Path, Store]:
+    """A migrated SQLite file of this test's own, and a Store on it (close it when done)."""
+    path = tmp_path / "hookline.db"
+    shutil.copy(sqlite_template, path)
+    return path, Store(make_settings(f"sqlite+aiosqlite:///{path}"))
+
+
 def thread_cpu_s(native_id: int) -> float:
     """CPU time of one thread of this process, from /proc (nanoseconds in schedstat)."""
     return int(Path(f"/proc/self/task/{native_id}/schedstat").read_text().split()[0]) / 1e9
@@ -39,9 +46,7 @@ def thread_cpu_s(native_id: int) -> float:
 async def test_wakes_for_new_deliveries_not_for_other_commits(
     sqlite_template: Path, tmp_path: Path, use_inotify: bool
 ) -> None:
-    path = tmp_path / "hookline.db"
-    shutil.copy(sqlite_template, path)
-    store = Store(make_settings(f"sqlite+aiosqlite:///{path}"))
+    path, store = store_on_a_copy(sqlite_template, tmp_path)
     wakes = asyncio.Event()
     watcher, stop = await start_watcher(path, wakes.set, use_inotify)
     try:
@@ -127,9 +132,7 @@ async def test_a_commit_costs_a_look_or_two_not_one_per_page(
 ) -> None:
     """A commit writes its pages to the WAL one write() at a time (a publish, about twenty);
     the watcher waits for the rest after the first before asking SQLite again."""
-    path = tmp_path / "hookline.db"
-    shutil.copy(sqlite_template, path)
-    store = Store(make_settings(f"sqlite+aiosqlite:///{path}"))
+    path, store = store_on_a_copy(sqlite_template, tmp_path)
     woken = asyncio.Event()
     watcher, stop = await start_watcher(path, woken.set, True)
     try:
