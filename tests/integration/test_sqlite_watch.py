@@ -79,10 +79,8 @@ async def test_wakes_for_new_deliveries_not_for_other_commits(
 async def test_idle_costs_nothing_and_a_commit_wakes_at_once(
     sqlite_template: Path, tmp_path: Path
 ) -> None:
-    path = tmp_path / "hookline.db"
-    shutil.copy(sqlite_template, path)
+    path, store = store_on_a_copy(sqlite_template, tmp_path)
     (tmp_path / "unrelated.log").write_text("")
-    store = Store(make_settings(f"sqlite+aiosqlite:///{path}"))
     loop = asyncio.get_running_loop()
     woken_at: list[float] = []
     woken = asyncio.Event()
