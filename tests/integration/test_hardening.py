@@ -51,7 +51,7 @@ async def test_a_nul_in_a_response_is_stored_safely_and_stalls_nothing(
         for _ in range(100):
             await publish(api, user.id)
         await other.wait_for(100)
-        await wait_until(lambda: _none_open(api.store), timeout_s=10)
+        await wait_until(lambda: none_open(api.store), timeout_s=10)
 
         detail = await finished(api, odd_auth, odd)
         assert detail["status"] == "succeeded"
@@ -62,7 +62,7 @@ async def test_a_nul_in_a_response_is_stored_safely_and_stalls_nothing(
         assert tested.json()["success"] is True
 
 
-async def _none_open(store: Store) -> bool:
+async def none_open(store: Store) -> bool:
     return await open_deliveries(store) == 0
 
 
@@ -97,7 +97,7 @@ async def test_an_outcome_that_cannot_be_recorded_does_not_stall_the_worker(
                 await store.publish(user.id, "resume.parsed", PARSED)
                 worker.wake.set()
             await fast.wait_for(30)
-            await wait_until(lambda: _none_open(store), timeout_s=10)
+            await wait_until(lambda: none_open(store), timeout_s=10)
             async with store.db.read() as conn:
                 succeeded = (
                     await conn.execute(

@@ -15,7 +15,7 @@ from hookline.delivery.worker import Worker
 from hookline.store import Store
 from hookline.targets import sender_for
 from tests.integration.test_delivery import PARSED
-from tests.integration.test_hardening import open_deliveries
+from tests.integration.test_hardening import none_open
 from tests.integration.test_quiet_worker import counting
 from tests.support import Receiver, make_settings, wait_until
 
@@ -52,10 +52,6 @@ async def _publish(store: Store, user_id: str, n: int) -> None:
         await store.publish(user_id, EVENT, PARSED)
 
 
-async def _none_open(store: Store) -> bool:
-    return await open_deliveries(store) == 0
-
-
 async def test_a_backlog_is_not_paced_by_the_trickles_wait(
     database_url: str, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,7 +64,7 @@ async def test_a_backlog_is_not_paced_by_the_trickles_wait(
         assert worker.batch == 2  # a quarter of its slots
         await _publish(store, user_id, 48)
         worker.wake.set()
-        await wait_until(lambda: _none_open(store), timeout_s=6)
+        await wait_until(lambda: none_open(store), timeout_s=6)
     assert len(receiver.received) == 48
 
 
@@ -81,13 +77,13 @@ async def test_a_trickles_outcomes_share_a_write(
         # Warm up: the first write (no wait before it, and the slowest) is done.
         await _publish(store, user_id, 1)
         worker.wake.set()
-        await wait_until(lambda: _none_open(store), timeout_s=5)
+        await wait_until(lambda: none_open(store), timeout_s=5)
         writes = counting(store, "record")
         # One at a time, each sent before the next is published: never two waiting at once.
         for n in range(2, 7):
             await _publish(store, user_id, 1)
             worker.wake.set()
             await receiver.wait_for(n)
-        await wait_until(lambda: _none_open(store), timeout_s=5)
+        await wait_until(lambda: none_open(store), timeout_s=5)
     # All five wait out the second after the warm-up's write, and share one.
     assert writes["record"] <= 2, writes

@@ -248,7 +248,6 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         concurrency = self.settings.worker_concurrency
-        busy_batch = self.batch
         loop = asyncio.get_running_loop()
         caught_up = False  # the last claim found less than it asked for
         last_claim = 0.0
@@ -257,7 +256,7 @@ class Worker:
             # claiming slows down instead of piling up unrecorded attempts in memory.
             held = len(self._inflight) + len(self._results) + len(self._set_aside_records)
             free = concurrency - held
-            if free <= 0 or ((self._inflight or self._results) and free < busy_batch):
+            if free <= 0 or ((self._inflight or self._results) and free < self.batch):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
